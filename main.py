@@ -1,0 +1,489 @@
+"""Training CLI for SRCNN x3: train, resume, inspect and evaluate.
+
+    python main.py train --lr=0.001 --batch-size=128 --num-epoch=20 --save-freq=2
+    python main.py resume runs/NAME/checkpoint.last --num-epoch=40
+    python main.py inspect checkpoint.pth
+    python main.py evaluate checkpoint.pth --data ../shared/data/Set5
+
+A checkpoint's ``epoch`` is the number of epochs completed; ``batch`` (non-zero only in a checkpoint
+written on Ctrl-C) is the number of batches already done of the epoch after it. Under torchrun,
+``--batch-size`` is the global batch, split evenly across the processes.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from datasets import TestDataset, TrainDataset, write_test_h5, write_train_h5
+from info import Info
+from model import SRCNN
+from super_resolve import apply_network, load_model
+from utils import (CHECKPOINT_VERSION, MODEL_NAME, UserError, choose_device, image_metrics,
+                   load_checkpoint, mean_metrics, save_checkpoint, set_seed)
+
+DEFAULT_TRAIN = ("data/T91_x3_train.h5", "data/T91")  # (file, folder it is built from on first use)
+DEFAULT_TEST = ("data/Set5_x3_test.h5", "data/Set5")
+EXIT_INTERRUPTED = 130  # the shell's convention for "stopped by SIGINT"
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C asked the run to stop; raised at a batch boundary."""
+
+
+# --------------------------------------------------------------------------- command line
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(kind, minimum, inclusive):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>=' if inclusive else '>'} {minimum}")
+        return value
+    return parse
+
+
+positive_int, positive_float = _number(int, 0, False), _number(float, 0.0, False)
+non_negative_float = _number(float, 0.0, True)
+
+
+def add_training_flags(p, defaults):
+    """The flags of ``train``; for ``resume`` (defaults=False) only flags given override the saved ones."""
+    def add(*names, default=None, **kw):
+        if kw.get("action") == "store_true":
+            kw["action"] = argparse.BooleanOptionalAction
+        p.add_argument(*names, default=default if defaults else argparse.SUPPRESS, **kw)
+
+    add("--cuda", action="store_true", default=False, help="train on the GPU (cuda:LOCAL_RANK under torchrun)")
+    add("--lr", type=positive_float, default=1e-4, help="learning rate (the assignment's default)")
+    add("--batch-size", type=positive_int, default=128, help="patches per step, over all processes")
+    add("--num-epoch", type=positive_int, default=100, help="train until this many epochs are complete")
+    add("--save-freq", "--savefreq", dest="save_freq", type=positive_int, default=10,
+        help="write checkpoint.{epoch} every this many epochs")
+    add("--train-data", default=DEFAULT_TRAIN[0],
+        help=f"training set: an .h5 file from datasets.py or an image folder ({DEFAULT_TRAIN[0]} is built "
+             f"from {DEFAULT_TRAIN[1]} on first use)")
+    add("--test-data", default=DEFAULT_TEST[0],
+        help=f"test set: an .h5 file or an image folder ({DEFAULT_TEST[0]} is built from {DEFAULT_TEST[1]})")
+    add("--out-dir", default=None, help="folder for checkpoints, config.json and TensorBoard logs "
+        "(train: runs/<date-time>; resume: the checkpoint's folder)")
+    add("--seed", type=int, default=0, help="seeds the initial weights and the data order")
+    add("--optimizer", choices=["adam", "sgd"], default="adam", help="sgd uses momentum 0.9")
+    add("--schedule", choices=["constant", "cosine"], default="constant",
+        help="learning-rate schedule over the whole run (cosine decays to 0 at --num-epoch)")
+    add("--warmup-epochs", type=non_negative_float, default=0.0, help="linear learning-rate warm-up")
+    add("--last-layer-lr", type=positive_float, default=1.0,
+        help="learning-rate multiplier of the reconstruction layer (Dong et al. 2016 use 0.1)")
+    add("--weight-decay", type=non_negative_float, default=0.0, help="L2 penalty")
+    add("--init", choices=["default", "identity"], default="default",
+        help="initial weights: PyTorch's default, or 'identity': the network starts as an exact copy "
+             "of its bicubic input and learns the correction")
+    add("--augment", action="store_true", default=False,
+        help="random flips and 90-degree rotations of each batch (the 8 symmetries of a square)")
+    add("--amp", action="store_true", default=False, help="bfloat16 autocast (CPU and CUDA)")
+    add("--name", default=Info.name, help="Info record: name saved into every checkpoint")
+    add("--student-id", default=Info.student_id, help="Info record: student id")
+    add("--email", default=Info.email, help="Info record: e-mail")
+
+
+def build_parser():
+    p = Parser(description="Train and inspect SRCNN x3 super-resolution models.",
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,resume,inspect,evaluate}")
+    kw = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = sub.add_parser("train", help="train a new model", **kw)
+    add_training_flags(t, defaults=True)
+    t.set_defaults(func=cmd_train)
+    r = sub.add_parser("resume", help="continue a run from a checkpoint; flags given override the saved ones", **kw)
+    r.add_argument("checkpoint")
+    add_training_flags(r, defaults=False)
+    r.set_defaults(func=cmd_resume)
+    i = sub.add_parser("inspect", help="print what a checkpoint holds", **kw)
+    i.add_argument("checkpoint")
+    i.set_defaults(func=cmd_inspect)
+    e = sub.add_parser("evaluate", help="score a checkpoint and bicubic, per image", **kw)
+    e.add_argument("checkpoint")
+    e.add_argument("--data", default=DEFAULT_TEST[0], help="test set: an .h5 file or an image folder")
+    e.add_argument("--save-images", metavar="DIR", help="write a comparison picture per image here")
+    e.add_argument("--cuda", action="store_true", help="run the network on the GPU")
+    e.set_defaults(func=cmd_evaluate)
+    for sp in (t, r, i, e):
+        sp.error = Parser.error.__get__(sp)
+    return p
+
+
+# --------------------------------------------------------------------------- data
+
+def resolve_data(path, default, build):
+    """The data path to read: ``default`` is built from its folder on first use."""
+    file, folder = default
+    if path == file and not os.path.exists(file):
+        if not os.path.isdir(folder):
+            raise UserError(f"no data: {file} does not exist and there is no {folder} to build it from; "
+                            f"link or copy the images there, or pass a folder or .h5 file")
+        print(f"building {file} from {folder} ...", flush=True)
+        build(folder, file)
+    return path
+
+
+# --------------------------------------------------------------------------- training
+
+def make_optimizer(model, args):
+    """Adam or SGD with the reconstruction layer in its own group (for --last-layer-lr)."""
+    last = list(model.reconstruction.parameters())
+    rest = [p for p in model.parameters() if all(p is not q for q in last)]
+    groups = [{"params": rest, "lr_scale": 1.0}, {"params": last, "lr_scale": args.last_layer_lr}]
+    if args.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=args.lr, weight_decay=args.weight_decay, foreach=True)
+    return torch.optim.SGD(groups, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, foreach=True)
+
+
+def identity_init(model):
+    """Make the untrained network return its input, so training starts at the bicubic result.
+
+    Channels 0-2 of the first two layers pass the input's channels straight through (exactly, since
+    the input is non-negative and the ReLUs keep it), the last layer reads them back, and the last
+    layer's other weights start at zero, so the rest of the network begins as a no-op and grows into
+    the correction: the zero-initialised residual branch of residual networks, inside the plain 9-1-5.
+    """
+    c = model.init_kwargs["num_channels"]
+    with torch.no_grad():
+        for conv in (model.patch_extraction, model.nonlinear_mapping, model.reconstruction):
+            conv.weight[:c].zero_()
+            conv.bias[:c].zero_()
+            k = conv.kernel_size[0] // 2
+            for i in range(c):
+                conv.weight[i, i, k, k] = 1.0
+        model.reconstruction.weight[:, c:].zero_()
+
+
+def lr_factor(step, total_steps, warmup_steps, schedule):
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return 1.0
+
+
+def epoch_plan(n, epoch, args, world):
+    """The data order of one epoch: a permutation of the patches and one symmetry per batch.
+
+    Both derive from (seed, epoch) alone, so a resumed run, at any batch, sees exactly what an
+    uninterrupted run would. The last partial batch is dropped so every process gets equal batches."""
+    g = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    n_batches = n // args.batch_size
+    ops = torch.randint(0, 8, (n_batches,), generator=g)
+    return perm, ops, n_batches
+
+
+def augment(x, op):
+    """Apply symmetry ``op`` (0-7) of the square to a (B, H, W, C) batch; 0 is the identity."""
+    if op >= 4:
+        x = x.flip(2)
+    return torch.rot90(x, int(op) % 4, dims=(1, 2)) if op % 4 else x
+
+
+def to_input(batch, device):
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], channels-last in memory (faster convs)."""
+    batch = batch.contiguous().to(device, non_blocking=True)
+    return batch.permute(0, 3, 1, 2).float().div_(255)
+
+
+def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx, stop):
+    """Train one epoch from batch ``start_batch``; returns the mean loss over its batches.
+
+    ``ctx`` has device, rank, world and steps_per_epoch; ``stop()`` says Ctrl-C was pressed."""
+    perm, ops, n_batches = epoch_plan(len(data), epoch, args, ctx["world"])
+    per_rank = args.batch_size // ctx["world"]
+    total = args.num_epoch * n_batches
+    warmup = round(args.warmup_epochs * n_batches)
+    model.train()
+    bar = tqdm(range(start_batch, n_batches), initial=start_batch, total=n_batches, leave=False,
+               desc=f"epoch {epoch}", disable=None if ctx["rank"] == 0 else True, dynamic_ncols=True)
+    for b in bar:
+        if stop():
+            raise Interrupted(b, loss_sum)
+        factor = lr_factor((epoch - 1) * n_batches + b, total, warmup, args.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * group["lr_scale"] * factor
+        start = b * args.batch_size + ctx["rank"] * per_rank
+        idx = perm[start:start + per_rank]
+        lr, hr = data.lr[idx], data.hr[idx]
+        if args.augment:
+            lr, hr = augment(lr, ops[b]), augment(hr, ops[b])
+        lr, hr = to_input(lr, ctx["device"]), to_input(hr, ctx["device"])
+        with torch.autocast(ctx["device"].type, dtype=torch.bfloat16, enabled=args.amp):
+            loss = F.mse_loss(model(lr).float(), hr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise Diverged(f"the loss became {value} at epoch {epoch}, batch {b + 1}")
+        loss_sum += value
+        if b % 10 == 0:
+            bar.set_postfix(loss=f"{value:.5f}")
+    return loss_sum / n_batches
+
+
+def evaluate_model(model, test_set, device):
+    """Per-image metrics of ``model`` on ``test_set`` (8-bit outputs, Y channel, border 3)."""
+    model.eval()
+    rows = []
+    for name, lr, hr in test_set:
+        rows.append({"name": name, **image_metrics(apply_network(model, lr, device), hr)})
+    return rows
+
+
+def checkpoint_state(model, optimizer, args, info, progress, world):
+    """Everything a checkpoint holds: plain data and tensors only (loads with weights_only=True)."""
+    return {
+        "format_version": CHECKPOINT_VERSION,
+        "model_name": MODEL_NAME,
+        "model_kwargs": dict(model.init_kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "args": {k: v for k, v in vars(args).items() if k not in ("func", "command", "checkpoint")},
+        "info": info.to_dict(),
+        "world_size": world,
+        "rng": {"torch": torch.get_rng_state()},
+        **progress,
+    }
+
+
+class StopFlag:
+    """Turns the first Ctrl-C into a request to stop at the next batch boundary (a second one
+    interrupts at once). Under torchrun the ranks agree on it, so they all stop at the same batch."""
+
+    def __init__(self, world, device):
+        self.requested = False
+        self.world, self.device = world, device
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __call__(self):
+        if self.world == 1:
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=self.device)
+        dist.all_reduce(flag)
+        return bool(flag.item())
+
+    def restore(self):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def distributed_context(args):
+    """Rank, world size and device; joins the torchrun process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = choose_device(args.cuda, local_rank)
+    if world > 1:
+        if args.batch_size % world:
+            raise UserError(f"--batch-size {args.batch_size} is not divisible by the {world} processes")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return {"rank": rank, "world": world, "device": device}
+
+
+def run_training(args, ckpt=None):
+    """Train (or continue) a run; writes checkpoints into ``args.out_dir``. Returns the last progress dict."""
+    ctx = distributed_context(args)
+    rank, world, device = ctx["rank"], ctx["world"], ctx["device"]
+    main_proc = rank == 0
+    try:
+        set_seed(args.seed)
+        train_set = TrainDataset(resolve_data(args.train_data, DEFAULT_TRAIN, write_train_h5))
+        test_set = TestDataset(resolve_data(args.test_data, DEFAULT_TEST, write_test_h5))
+        if len(train_set) < args.batch_size:
+            raise UserError(f"the training set has {len(train_set)} patches, fewer than one batch of {args.batch_size}")
+        model = SRCNN()
+        if args.init == "identity":
+            identity_init(model)
+        model = model.to(device, memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, args)
+        progress = {"epoch": 0, "batch": 0, "loss_sum": 0.0, "psnr": None, "best_psnr": -math.inf, "history": []}
+        if ckpt is not None:
+            model.load_state_dict(ckpt["state_dict"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            for group in optimizer.param_groups:  # a changed --last-layer-lr is a flag override, like --lr
+                group["lr_scale"] = 1.0 if group is optimizer.param_groups[0] else args.last_layer_lr
+            progress = {k: ckpt[k] for k in progress}
+            torch.set_rng_state(ckpt["rng"]["torch"])
+        info = Info(args.name, args.student_id, args.email)
+        if args.num_epoch <= progress["epoch"]:
+            raise UserError(f"the checkpoint has already completed {progress['epoch']} epochs; "
+                            f"pass --num-epoch greater than that to train on")
+        net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+        if main_proc:
+            os.makedirs(args.out_dir, exist_ok=True)
+            with open(os.path.join(args.out_dir, "config.json"), "w") as f:
+                json.dump({k: v for k, v in vars(args).items() if k != "func"}, f, indent=2)
+            writer = tensorboard_writer(args.out_dir)
+            print(f"training {sum(p.numel() for p in model.parameters())} parameters on {len(train_set)} patches, "
+                  f"{world} process(es) on {device}; writing to {args.out_dir}", flush=True)
+        stop = StopFlag(world, device)
+        try:
+            return train_loop(net, model, optimizer, train_set, test_set, args, info, progress, ctx, stop,
+                              writer if main_proc else None)
+        finally:
+            stop.restore()
+            if main_proc:
+                writer.close()
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train_loop(net, model, optimizer, train_set, test_set, args, info, progress, ctx, stop, writer):
+    main_proc = writer is not None
+    save = lambda name: save_checkpoint(checkpoint_state(model, optimizer, args, info, progress, ctx["world"]),
+                                        os.path.join(args.out_dir, name))
+    for epoch in range(progress["epoch"] + 1, args.num_epoch + 1):
+        started = time.time()
+        try:
+            loss = train_epoch(net, optimizer, train_set, args, epoch, progress["batch"], progress["loss_sum"],
+                               ctx, stop)
+        except Interrupted as e:
+            progress.update(batch=e.args[0], loss_sum=e.args[1], psnr=None)
+            if main_proc:
+                save("checkpoint.interrupted")
+                path = os.path.join(args.out_dir, "checkpoint.interrupted")
+                print(f"\ninterrupted in epoch {epoch} after {e.args[0]} batches; saved {path}\n"
+                      f"continue with: python main.py resume {path}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Diverged as e:
+            kept = os.path.join(args.out_dir, "checkpoint.last")
+            raise UserError(f"{e}; stopped without saving. The last good checkpoint is {kept}"
+                            f"{'' if os.path.exists(kept) else ' (none yet)'}; try a lower --lr") from None
+        progress.update(epoch=epoch, batch=0, loss_sum=0.0)
+        if main_proc:
+            rows = evaluate_model(model, test_set, ctx["device"])
+            m = mean_metrics([{k: v for k, v in r.items() if k != "name"} for r in rows])
+            seconds = time.time() - started
+            progress["psnr"] = m["y_psnr"]
+            progress["history"] = progress["history"] + [{"epoch": epoch, "loss": loss, "seconds": seconds, **m}]
+            best = m["y_psnr"] > progress["best_psnr"]
+            progress["best_psnr"] = max(m["y_psnr"], progress["best_psnr"])
+            print(f"epoch {epoch:4d}/{args.num_epoch}  loss {loss:.6f}  Set PSNR-Y {m['y_psnr']:.3f} dB  "
+                  f"SSIM-Y {m['y_ssim']:.4f}  {seconds:.1f}s{'  (best)' if best else ''}", flush=True)
+            log_epoch(writer, model, test_set, ctx["device"], epoch, loss, m,
+                      images=epoch % args.save_freq == 0 or epoch == args.num_epoch)
+            save("checkpoint.last")
+            if best:
+                save("checkpoint.best")
+            if epoch % args.save_freq == 0:
+                save(f"checkpoint.{epoch}")
+    return progress
+
+
+def tensorboard_writer(out_dir):
+    from torch.utils.tensorboard import SummaryWriter  # slow import, rank 0 only
+    return SummaryWriter(out_dir)
+
+
+def log_epoch(writer, model, test_set, device, epoch, loss, metrics, images):
+    writer.add_scalar("train/loss", loss, epoch)
+    for k, v in metrics.items():
+        writer.add_scalar(f"test/{k}", v, epoch)
+    if images:  # LR | SR | HR of the centre 96x96 of the first three test images
+        for name, lr, hr in list(test_set)[:3]:
+            sr = apply_network(model, lr, device)
+            cy, cx = lr.shape[0] // 2, lr.shape[1] // 2
+            crops = [torch.from_numpy(a[cy - 48:cy + 48, cx - 48:cx + 48]).permute(2, 0, 1) for a in (lr, sr, hr)]
+            writer.add_image(f"lr_sr_hr/{name}", torch.cat(crops, dim=2), epoch)
+    writer.flush()
+
+
+# --------------------------------------------------------------------------- subcommands
+
+def cmd_train(args):
+    args.out_dir = args.out_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    run_training(args)
+
+
+def cmd_resume(args):
+    ckpt = load_checkpoint(args.checkpoint)
+    if "optimizer" not in ckpt or "history" not in ckpt:
+        raise UserError(f"{args.checkpoint} holds weights only (no training state) and cannot be resumed")
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "checkpoint")}
+    saved = dict(ckpt["args"])
+    saved.update(ckpt["info"])
+    saved["out_dir"] = os.path.dirname(os.path.abspath(args.checkpoint))
+    saved.update({k: v for k, v in given.items() if v is not None})
+    for k, v in saved.items():
+        setattr(args, k, v)
+    done = f"{ckpt['epoch']} epochs" + (f" and {ckpt['batch']} batches" if ckpt["batch"] else "")
+    print(f"resuming from {args.checkpoint}: {done} done", flush=True)
+    run_training(args, ckpt)
+
+
+def cmd_inspect(args):
+    ckpt = load_checkpoint(args.checkpoint)
+    print(f"checkpoint: {args.checkpoint} (format version {ckpt['format_version']})")
+    print(f"model:      {ckpt['model_name']} {ckpt['model_kwargs']}, "
+          f"{sum(v.numel() for v in ckpt['state_dict'].values())} parameters")
+    print(f"epoch:      {ckpt['epoch']}" + (f" (+{ckpt['batch']} batches of the next)" if ckpt.get("batch") else ""))
+    psnr = ckpt.get("psnr")
+    print(f"test PSNR:  {'n/a (saved mid-epoch)' if psnr is None else f'{psnr:.3f} dB'} (Y channel, border 3)"
+          f"; best {ckpt.get('best_psnr', float('nan')):.3f} dB")
+    print("arguments:")
+    for k, v in sorted(ckpt["args"].items()):
+        print(f"  {k:18s} {v}")
+    print("info:")
+    for k, v in Info.from_dict(ckpt["info"]).to_dict().items():
+        print(f"  {k:18s} {v}")
+
+
+def cmd_evaluate(args):
+    device = choose_device(args.cuda)
+    model, _ = load_model(args.checkpoint, device)
+    test_set = TestDataset(resolve_data(args.data, DEFAULT_TEST, write_test_h5))
+    rows = evaluate_model(model, test_set, device)
+    bicubic = [image_metrics(lr, hr) for _, lr, hr in test_set]
+    print(f"{'image':12s} {'bicubic Y-PSNR':>14s} {'Y-SSIM':>7s} {'RGB-PSNR':>8s} | "
+          f"{'SRCNN Y-PSNR':>12s} {'Y-SSIM':>7s} {'RGB-PSNR':>8s}")
+    line = "{:12s} {y_psnr:14.3f} {y_ssim:7.4f} {rgb_psnr:8.3f} | {s[y_psnr]:12.3f} {s[y_ssim]:7.4f} {s[rgb_psnr]:8.3f}"
+    for r, b in zip(rows, bicubic):
+        print(line.format(r["name"], **b, s=r))
+    mean_sr = mean_metrics([{k: v for k, v in r.items() if k != "name"} for r in rows])
+    print(line.format("mean", **mean_metrics(bicubic), s=mean_sr))
+    if args.save_images:
+        from comparison import save_comparisons
+        save_comparisons(model, test_set, device, args.save_images)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

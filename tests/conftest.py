@@ -1,0 +1,51 @@
+"""Shared fixtures. Real-image tests read SRCNN_DATA (a folder holding T91/ and Set5/), which
+.ci/run points at ../shared/data; without it they are skipped and say why."""
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def real_data(subset):
+    """Path of a real image set, or skip the test saying what is missing."""
+    base = os.environ.get("SRCNN_DATA")
+    if not base:
+        pytest.skip("SRCNN_DATA is not set (point it at a folder with T91/ and Set5/, e.g. ../shared/data)")
+    path = os.path.join(base, subset)
+    if not os.path.isdir(path):
+        pytest.skip(f"real data missing: {path} is not a folder")
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Three small smooth-ish RGB images, enough for a few 33x33 patches each."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(60, 75), (48, 48), (70, 52)]):
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([np.sin(xx / (3 + i)), np.cos(yy / 4), np.sin((xx + yy) / 5)], -1)
+        img = (127.5 + 100 * base + rng.normal(0, 8, (h, w, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"img{i}.png")
+    return str(folder)
+
+
+@pytest.fixture
+def tiny_run(image_folder, tmp_path):
+    """A function that runs `main.py` in-process with fast defaults on the tiny images."""
+    import main
+
+    def run(*argv, out="run"):
+        full = list(argv)
+        if argv[0] == "train":
+            full += ["--train-data", image_folder, "--test-data", image_folder,
+                     "--out-dir", str(tmp_path / out), "--batch-size", "8"]
+        main.main(full)
+        return tmp_path / out
+    return run

@@ -1,0 +1,106 @@
+"""The training CLI end to end on tiny synthetic images: train, resume, inspect, evaluate."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import main
+from conftest import ROOT
+from utils import load_checkpoint
+
+
+def weights(path):
+    return load_checkpoint(path)["state_dict"]
+
+
+def test_train_writes_periodic_best_and_last_checkpoints(tiny_run):
+    out = tiny_run("train", "--lr=0.001", "--num-epoch=4", "--save-freq=2")
+    names = sorted(os.listdir(out))
+    assert {"checkpoint.2", "checkpoint.4", "checkpoint.best", "checkpoint.last", "config.json"} <= set(names)
+    assert not any(n.startswith("checkpoint.1") or n.startswith("checkpoint.3") for n in names)
+    assert any(n.startswith("events.out.tfevents") for n in names)  # TensorBoard log
+    ckpt = load_checkpoint(out / "checkpoint.4")
+    assert ckpt["epoch"] == 4 and ckpt["batch"] == 0
+    assert [h["epoch"] for h in ckpt["history"]] == [1, 2, 3, 4]
+    assert ckpt["psnr"] == ckpt["history"][-1]["y_psnr"]
+    assert ckpt["best_psnr"] == max(h["y_psnr"] for h in ckpt["history"])
+    assert load_checkpoint(out / "checkpoint.best")["psnr"] == ckpt["best_psnr"]
+    assert set(ckpt["optimizer"]) == {"state", "param_groups"}
+    assert ckpt["args"]["lr"] == 0.001 and ckpt["args"]["save_freq"] == 2
+
+
+def test_savefreq_alias_and_flag_validation(tiny_run, capsys):
+    out = tiny_run("train", "--num-epoch=2", "--savefreq=1")
+    assert os.path.exists(out / "checkpoint.1")
+    for bad in ["--lr=0", "--lr=-1", "--lr=abc", "--batch-size=0", "--batch-size=2.5", "--num-epoch=-3",
+                "--save-freq=0", "--savefreq=x", "--lr=nan"]:
+        with pytest.raises(SystemExit) as e:
+            main.main(["train", bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error:" in err, (bad, err)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tiny_run):
+    # a constant schedule: with cosine the schedule itself depends on --num-epoch
+    straight = tiny_run("train", "--num-epoch=4", "--lr=0.003", "--augment", "--warmup-epochs=1", out="a")
+    half = tiny_run("train", "--num-epoch=2", "--lr=0.003", "--augment", "--warmup-epochs=1", out="b")
+    # the saved hyperparameters come back; --num-epoch given on the command line overrides the saved 2
+    main.main(["resume", str(half / "checkpoint.last"), "--num-epoch=4"])
+    a, b = load_checkpoint(straight / "checkpoint.last"), load_checkpoint(half / "checkpoint.last")
+    assert b["epoch"] == 4 and b["args"]["lr"] == 0.003 and b["args"]["augment"] is True
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k  # bitwise identical
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+
+
+def test_resume_flags_override_saved_ones(tiny_run):
+    run = tiny_run("train", "--num-epoch=1", "--lr=0.002")
+    main.main(["resume", str(run / "checkpoint.last"), "--num-epoch=2", "--lr=0.0005", "--batch-size=4"])
+    args = load_checkpoint(run / "checkpoint.last")["args"]
+    assert (args["lr"], args["batch_size"], args["num_epoch"], args["seed"]) == (0.0005, 4, 2, 0)
+
+
+def test_resume_to_an_epoch_already_reached_is_refused(tiny_run, capsys):
+    run = tiny_run("train", "--num-epoch=2")
+    with pytest.raises(SystemExit) as e:
+        main.main(["resume", str(run / "checkpoint.last")])
+    assert "already completed 2 epochs" in str(e.value.code)
+
+
+def test_inspect_reports_what_the_checkpoint_holds(tiny_run, capsys):
+    run = tiny_run("train", "--num-epoch=3", "--save-freq=3", "--lr=0.002", "--name=Ada", "--email=a@b.c")
+    capsys.readouterr()
+    main.main(["inspect", str(run / "checkpoint.3")])
+    text = capsys.readouterr().out
+    ckpt = load_checkpoint(run / "checkpoint.3")
+    assert "epoch:      3\n" in text
+    assert f"test PSNR:  {ckpt['psnr']:.3f} dB" in text
+    assert "  lr                 0.002\n" in text and "  batch_size         8\n" in text
+    assert "  name               Ada\n" in text and "  email              a@b.c\n" in text
+
+
+def test_evaluate_prints_srcnn_beside_bicubic(tiny_run, image_folder, capsys):
+    run = tiny_run("train", "--num-epoch=1")
+    capsys.readouterr()
+    main.main(["evaluate", str(run / "checkpoint.last"), "--data", image_folder])
+    lines = capsys.readouterr().out.splitlines()
+    assert "bicubic Y-PSNR" in lines[0] and "SRCNN Y-PSNR" in lines[0]
+    assert [l.split()[0] for l in lines[1:]] == ["img0", "img1", "img2", "mean"]
+    assert float(lines[-1].split("|")[1].split()[0]) == pytest.approx(
+        load_checkpoint(run / "checkpoint.last")["psnr"], abs=1e-3)
+
+
+def _cli(*argv, cwd=ROOT):
+    return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_cuda_without_a_gpu_and_no_subcommand_fail_in_one_line():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the no-GPU message cannot be tested here")
+    for argv in (["main.py", "train", "--cuda", "--num-epoch=1"], ["main.py", "resume", "x.pth", "--cuda"],
+                 ["main.py"], ["super_resolve.py", "--checkpoint", "nope.pth", "x.png", "--cuda"]):
+        r = _cli(*argv)
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (argv, r.stderr)

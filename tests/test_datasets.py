@@ -1,0 +1,83 @@
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import real_data
+import datasets
+from datasets import (TrainDataset, build_train_arrays, extract_patches, make_pair, write_test_h5,
+                      write_train_h5)
+from utils import UserError, image_metrics, mean_metrics
+
+
+def test_patches_follow_size_and_stride():
+    img = np.arange(61 * 48 * 3).reshape(61, 48, 3)
+    p = extract_patches(img, 33, 14)
+    # rows start at 0, 14, 28 (28 + 33 = 61); columns at 0, 14 (14 + 33 = 47 <= 48)
+    assert p.shape == (3 * 2, 33, 33, 3)
+    np.testing.assert_array_equal(p[1], img[0:33, 14:47])
+    np.testing.assert_array_equal(p[4], img[28:61, 0:33])
+    assert extract_patches(img[:20], 33, 14).shape == (0, 33, 33, 3)
+
+
+def test_pairs_crop_to_a_multiple_of_three_and_degrade_with_bicubic():
+    rng = np.random.default_rng(0)
+    hr = Image.fromarray(rng.integers(0, 256, (50, 41, 3), dtype=np.uint8))
+    lr, hr_arr = make_pair(hr)
+    assert lr.shape == hr_arr.shape == (48, 39, 3) and lr.dtype == np.uint8
+    np.testing.assert_array_equal(hr_arr, np.asarray(hr)[:48, :39])
+    expected = hr.crop((0, 0, 39, 48)).resize((13, 16), Image.BICUBIC).resize((39, 48), Image.BICUBIC)
+    np.testing.assert_array_equal(lr, np.asarray(expected))
+
+
+def test_h5_files_round_trip_as_uint8(image_folder, tmp_path):
+    n = write_train_h5(image_folder, tmp_path / "train.h5")
+    lr, hr = build_train_arrays(image_folder)
+    assert n == len(lr) == 2 * 4 + 2 * 2 + 3 * 2  # 60x75, 48x48 and 69x51 (70x52 cropped) images
+    ds = TrainDataset(str(tmp_path / "train.h5"))
+    assert ds.lr.dtype == ds.hr.dtype and ds.lr.dtype.itemsize == 1
+    np.testing.assert_array_equal(ds.lr.numpy(), lr)
+    x, y = ds[0]
+    assert x.shape == (3, 33, 33) and 0 <= float(x.min()) and float(y.max()) <= 1
+    write_test_h5(image_folder, tmp_path / "test.h5")
+    names = [name for name, _, _ in datasets.TestDataset(str(tmp_path / "test.h5"))]
+    assert names == ["img0", "img1", "img2"]
+
+
+def test_broken_data_files_are_refused_clearly(tmp_path, image_folder):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no images"):
+        TrainDataset(str(empty))
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"\x89HDF\r\n" + bytes(200))
+    with pytest.raises(UserError, match="cannot read HDF5"):
+        TrainDataset(str(junk))
+    wrong = tmp_path / "wrong.h5"
+    with h5py.File(wrong, "w") as f:
+        f.attrs["kind"] = "train"
+        f["lr"] = np.zeros((4, 33, 33), np.uint8)
+        f["hr"] = np.zeros((4, 33, 33), np.uint8)
+    with pytest.raises(UserError, match="expected uint8 lr/hr"):
+        TrainDataset(str(wrong))
+    write_test_h5(image_folder, tmp_path / "test.h5")
+    with pytest.raises(UserError, match="not a train set"):
+        TrainDataset(str(tmp_path / "test.h5"))
+
+
+def test_t91_gives_the_classic_21884_patches():
+    lr, hr = build_train_arrays(real_data("T91"))
+    assert lr.shape == hr.shape == (21_884, 33, 33, 3)
+
+
+def test_set5_bicubic_baseline_matches_the_published_pipeline():
+    """SPEC.md's independently measured bicubic figures on this pipeline: mean Y-PSNR 30.40 dB."""
+    test_set = datasets.TestDataset(real_data("Set5"))
+    rows = {name: image_metrics(lr, hr) for name, lr, hr in test_set}
+    assert rows["baby"]["y_psnr"] == pytest.approx(33.925, abs=5e-4)
+    assert rows["butterfly"]["y_ssim"] == pytest.approx(0.8222, abs=5e-5)
+    assert rows["head"]["rgb_psnr"] == pytest.approx(29.936, abs=5e-4)
+    mean = mean_metrics(list(rows.values()))
+    assert mean["y_psnr"] == pytest.approx(30.40, abs=5e-3)
+    assert mean["y_ssim"] == pytest.approx(0.8689, abs=5e-5)
+    assert mean["rgb_psnr"] == pytest.approx(28.62, abs=5e-3)

@@ -1,0 +1,196 @@
+"""Pure helpers shared by the CLIs: metrics, colour conversion, checkpoint I/O, seeding, devices.
+
+Image conventions: 8-bit images are numpy ``uint8`` arrays of shape (H, W, 3) in RGB order;
+float images are in [0, 255] unless a docstring says otherwise.
+"""
+import math
+import os
+import random
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CHECKPOINT_VERSION = 1
+MODEL_NAME = "SRCNN"
+
+
+class UserError(Exception):
+    """A problem with what the user asked for or gave us; the CLIs print it as one line and exit 2."""
+
+
+# --------------------------------------------------------------------------- colour
+
+# ITU-R BT.601 for 8-bit studio range: Y in [16, 235], Cb and Cr in [16, 240]; the same matrix as
+# MATLAB's rgb2ycbcr, which the SR literature (Dong et al. 2016 included) uses for its Y-PSNR.
+_RGB_TO_YCBCR = np.array([[65.481, 128.553, 24.966],
+                          [-37.797, -74.203, 112.0],
+                          [112.0, -93.786, -18.214]]) / 255.0
+_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
+
+
+def rgb_to_ycbcr(rgb):
+    """(..., 3) RGB in [0, 255] -> (..., 3) float64 YCbCr (BT.601, Y in [16, 235])."""
+    return np.asarray(rgb, dtype=np.float64) @ _RGB_TO_YCBCR.T + _YCBCR_OFFSET
+
+
+def ycbcr_to_rgb(ycbcr):
+    """Inverse of :func:`rgb_to_ycbcr`: (..., 3) YCbCr -> (..., 3) float64 RGB in [0, 255]."""
+    return (np.asarray(ycbcr, dtype=np.float64) - _YCBCR_OFFSET) @ np.linalg.inv(_RGB_TO_YCBCR).T
+
+
+def rgb_to_y(rgb):
+    """(..., 3) RGB in [0, 255] -> (...) float64 luma Y in [16, 235]."""
+    return np.asarray(rgb, dtype=np.float64) @ _RGB_TO_YCBCR[0] + _YCBCR_OFFSET[0]
+
+
+# --------------------------------------------------------------------------- metrics
+
+def shave(img, border):
+    """Drop ``border`` pixels from each side of the first two axes (H, W)."""
+    return img[border:img.shape[0] - border, border:img.shape[1] - border] if border else img
+
+
+def psnr(a, b, border=0, data_range=255.0):
+    """PSNR in dB between two images of equal shape (H, W[, C]), computed in float64.
+
+    Returns ``inf`` for identical images."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+    mse = np.mean((shave(a, border) - shave(b, border)) ** 2)
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range ** 2 / mse)
+
+
+def _gaussian_window(size=11, sigma=1.5):
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return torch.outer(g, g)[None, None]
+
+
+def ssim(a, b, border=0, data_range=255.0):
+    """Structural similarity (Wang et al. 2004) of two single-channel (H, W) images.
+
+    Gaussian window 11x11 with sigma 1.5, K1 = 0.01, K2 = 0.03, statistics over the 'valid' region
+    (windows fully inside the image), averaged; the same definition as the reference MATLAB code.
+    Images smaller than the window have no such region: their SSIM is NaN.
+    """
+    a = torch.as_tensor(np.asarray(shave(a, border), np.float64))[None, None]
+    b = torch.as_tensor(np.asarray(shave(b, border), np.float64))[None, None]
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"ssim needs two (H, W) images of equal shape, got {a.shape} and {b.shape}")
+    w = _gaussian_window()
+    if min(a.shape[-2:]) < w.shape[-1]:
+        return math.nan
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
+    var_a = F.conv2d(a * a, w) - mu_a ** 2
+    var_b = F.conv2d(b * b, w) - mu_b ** 2
+    cov = F.conv2d(a * b, w) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean())
+
+
+def image_metrics(output, target, border=3):
+    """Scores of one 8-bit RGB output against its 8-bit RGB ground truth, as the SR literature
+    reports them: PSNR and SSIM on the BT.601 Y channel and PSNR on RGB, ``border`` pixels shaved.
+
+    Returns ``{"y_psnr": dB, "y_ssim": float, "rgb_psnr": dB}``. Average these over images, not batches.
+    """
+    if output.dtype != np.uint8 or target.dtype != np.uint8:
+        raise TypeError("image_metrics scores 8-bit images; quantise the network output first")
+    y_out, y_tgt = rgb_to_y(output), rgb_to_y(target)
+    return {"y_psnr": psnr(y_out, y_tgt, border),
+            "y_ssim": ssim(y_out, y_tgt, border),
+            "rgb_psnr": psnr(output, target, border)}
+
+
+def mean_metrics(rows):
+    """Average a list of metric dicts key by key (one entry per image)."""
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def to_uint8(t):
+    """(3, H, W) or (1, 3, H, W) float tensor in [0, 1] -> (H, W, 3) uint8 array, clamped and rounded."""
+    t = t.detach().float().squeeze(0).clamp(0, 1).mul(255).round().to(torch.uint8)
+    return t.permute(1, 2, 0).cpu().numpy()
+
+
+def to_tensor(img):
+    """(H, W, C) uint8 array -> (1, C, H, W) float32 tensor in [0, 1]."""
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float().div(255)
+
+
+# --------------------------------------------------------------------------- reproducibility, devices
+
+def set_seed(seed):
+    """Seed every RNG the project touches (Python, NumPy, PyTorch on all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def choose_device(cuda, local_rank=0):
+    """The device to run on: ``cuda:local_rank`` when ``cuda`` is asked for, else the CPU.
+
+    Raises UserError when CUDA is asked for but not available, rather than silently using the CPU."""
+    if not cuda:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("--cuda was given but no CUDA device is available; drop --cuda to run on the CPU")
+    return torch.device("cuda", local_rank)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(state, path):
+    """Write ``state`` (a dict of tensors and plain Python data) to ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, and only then renamed
+    over ``path``: a crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path):
+    """Load and check a checkpoint written by :func:`save_checkpoint`; safe on untrusted files.
+
+    Uses ``torch.load(weights_only=True)``: a file that would run code when unpickled is refused,
+    never executed. Raises UserError with a one-line reason for anything that is not a checkpoint
+    of this project's format.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad bytes; all mean "not a checkpoint"
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            reason = "it holds objects other than tensors and plain data (refused for safety)"
+        raise UserError(f"cannot load checkpoint {path}: {reason}") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise UserError(f"{path} is not an SRCNN checkpoint of this project (no format_version)")
+    if ckpt["format_version"] != CHECKPOINT_VERSION:
+        raise UserError(f"{path} has checkpoint format version {ckpt['format_version']}, "
+                        f"expected {CHECKPOINT_VERSION}")
+    if ckpt.get("model_name") != MODEL_NAME:
+        raise UserError(f"{path} holds a {ckpt.get('model_name')!r} model, expected {MODEL_NAME!r}")
+    missing = {"model_kwargs", "state_dict", "epoch", "args", "info"} - set(ckpt)
+    if missing:
+        raise UserError(f"{path} is missing checkpoint entries: {', '.join(sorted(missing))}")
+    return ckpt
