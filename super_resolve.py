@@ -133,16 +133,19 @@ def check_output_path(path):
 
 def save_image(img, path):
     """Write a PIL image atomically: a temporary file in the same folder, renamed into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(fd)
+    fmt = Image.registered_extensions()[os.path.splitext(path)[1].lower()]
+    if img.mode in ("LA", "RGBA") and fmt == "JPEG":
+        img = img.convert(img.mode[:-1])  # JPEG has no alpha channel
+    tmp = None
     try:
-        if img.mode in ("LA", "RGBA") and Image.registered_extensions()[os.path.splitext(path)[1].lower()] == "JPEG":
-            img = img.convert(img.mode[:-1])  # JPEG has no alpha
-        img.save(tmp, format=Image.registered_extensions()[os.path.splitext(path)[1].lower()])
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1],
+                                   dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
+        img.save(tmp, format=fmt)
         os.replace(tmp, path)
     except BaseException as e:
-        os.unlink(tmp)
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
         if isinstance(e, OSError):
             raise UserError(f"cannot write {path}: {e}") from None
         raise
