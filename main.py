@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -185,7 +186,7 @@ def lr_factor(step, total_steps, warmup_steps, schedule):
     return 1.0
 
 
-def epoch_plan(n, epoch, args, world):
+def epoch_plan(n, epoch, args):
     """The data order of one epoch: a permutation of the patches and one symmetry per batch.
 
     Both derive from (seed, epoch) alone, so a resumed run, at any batch, sees exactly what an
@@ -205,16 +206,22 @@ def augment(x, op):
 
 
 def to_input(batch, device):
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], channels-last in memory (faster convs)."""
-    batch = batch.contiguous().to(device, non_blocking=True)
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], channels-last in memory (faster convs).
+
+    On CUDA the 8-bit batch goes through pinned memory and is copied without blocking; it is
+    converted to float on the GPU, so a quarter of the bytes cross the bus."""
+    batch = batch.contiguous()
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    batch = batch.to(device, non_blocking=True)
     return batch.permute(0, 3, 1, 2).float().div_(255)
 
 
 def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx, stop):
     """Train one epoch from batch ``start_batch``; returns the mean loss over its batches.
 
-    ``ctx`` has device, rank, world and steps_per_epoch; ``stop()`` says Ctrl-C was pressed."""
-    perm, ops, n_batches = epoch_plan(len(data), epoch, args, ctx["world"])
+    ``ctx`` has device, rank and world; ``stop.requested`` says Ctrl-C was pressed."""
+    perm, ops, n_batches = epoch_plan(len(data), epoch, args)
     per_rank = args.batch_size // ctx["world"]
     total = args.num_epoch * n_batches
     warmup = round(args.warmup_epochs * n_batches)
@@ -222,8 +229,6 @@ def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx,
     bar = tqdm(range(start_batch, n_batches), initial=start_batch, total=n_batches, leave=False,
                desc=f"epoch {epoch}", disable=None if ctx["rank"] == 0 else True, dynamic_ncols=True)
     for b in bar:
-        if stop():
-            raise Interrupted(b, loss_sum)
         factor = lr_factor((epoch - 1) * n_batches + b, total, warmup, args.schedule)
         for group in optimizer.param_groups:
             group["lr"] = args.lr * group["lr_scale"] * factor
@@ -238,10 +243,12 @@ def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        value = loss.item()
+        value, stopping = agree(loss.detach(), stop.requested, ctx)
         if not math.isfinite(value):
             raise Diverged(f"the loss became {value} at epoch {epoch}, batch {b + 1}")
         loss_sum += value
+        if stopping:
+            raise Interrupted(b + 1, loss_sum)
         if b % 10 == 0:
             bar.set_postfix(loss=f"{value:.5f}")
     return loss_sum / n_batches
@@ -272,28 +279,43 @@ def checkpoint_state(model, optimizer, args, info, progress, world):
     }
 
 
-class StopFlag:
-    """Turns the first Ctrl-C into a request to stop at the next batch boundary (a second one
-    interrupts at once). Under torchrun the ranks agree on it, so they all stop at the same batch."""
+def agree(loss, stop_requested, ctx):
+    """(mean loss over the processes, whether any process was asked to stop) after a step.
 
-    def __init__(self, world, device):
+    One small all-reduce under torchrun, so every rank sees the same loss (and so stops on the same
+    non-finite value) and every rank stops at the same batch; a plain read in a single process."""
+    if ctx["world"] == 1:
+        return loss.item(), stop_requested
+    both = torch.stack([loss.float(), torch.tensor(float(stop_requested), device=loss.device)])
+    dist.all_reduce(both)
+    loss_sum, stops = both.tolist()
+    return loss_sum / ctx["world"], stops > 0
+
+
+class StopFlag:
+    """Turns the first Ctrl-C into a request to stop at the next batch boundary, so the saved state
+    is consistent; a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
         self.requested = False
-        self.world, self.device = world, device
         self.previous = signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum, frame):
         self.requested = True
         signal.signal(signal.SIGINT, self.previous)
 
-    def __call__(self):
-        if self.world == 1:
-            return self.requested
-        flag = torch.tensor([float(self.requested)], device=self.device)
-        dist.all_reduce(flag)
-        return bool(flag.item())
-
     def restore(self):
         signal.signal(signal.SIGINT, self.previous)
+
+
+def check_ranks_agree(model, ctx):
+    """Under torchrun, fail loudly unless every process ends with bitwise identical weights."""
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(ctx["world"])]
+    dist.all_gather(gathered, flat)
+    if not all(torch.equal(flat, g) for g in gathered):
+        raise RuntimeError("the processes ended with different weights")
+    return True
 
 
 def distributed_context(args):
@@ -346,10 +368,13 @@ def run_training(args, ckpt=None):
             writer = tensorboard_writer(args.out_dir)
             print(f"training {sum(p.numel() for p in model.parameters())} parameters on {len(train_set)} patches, "
                   f"{world} process(es) on {device}; writing to {args.out_dir}", flush=True)
-        stop = StopFlag(world, device)
+        stop = StopFlag()
         try:
-            return train_loop(net, model, optimizer, train_set, test_set, args, info, progress, ctx, stop,
-                              writer if main_proc else None)
+            progress = train_loop(net, model, optimizer, train_set, test_set, args, info, progress, ctx, stop,
+                                  writer if main_proc else None)
+            if world > 1 and check_ranks_agree(model, ctx) and main_proc:
+                print(f"weights identical on all {world} processes", flush=True)
+            return progress
         finally:
             stop.restore()
             if main_proc:
@@ -473,8 +498,39 @@ def cmd_evaluate(args):
     mean_sr = mean_metrics([{k: v for k, v in r.items() if k != "name"} for r in rows])
     print(line.format("mean", **mean_metrics(bicubic), s=mean_sr))
     if args.save_images:
-        from comparison import save_comparisons
-        save_comparisons(model, test_set, device, args.save_images)
+        os.makedirs(args.save_images, exist_ok=True)
+        for (name, lr, hr), r, b in zip(test_set, rows, bicubic):
+            path = os.path.join(args.save_images, f"{name}_comparison.png")
+            comparison_picture(lr, apply_network(model, lr, device), hr, r, b).save(path)
+            print(f"wrote {path}")
+
+
+def comparison_picture(lr, sr, hr, sr_metrics, bicubic_metrics, zoom=4, crop=48):
+    """LR (nearest) | bicubic | SRCNN | HR side by side, labelled, over x``zoom`` crops of the
+    ``crop`` x ``crop`` window where SRCNN's output differs most from bicubic's."""
+    from PIL import Image, ImageDraw
+    h, w = hr.shape[:2]
+    small = Image.fromarray(hr).resize((w // 3, h // 3), Image.BICUBIC)
+    panels = [np.asarray(small.resize((w, h), Image.NEAREST)), lr, sr, hr]
+    labels = ["LR (nearest)", f"bicubic {bicubic_metrics['y_psnr']:.2f} dB",
+              f"SRCNN {sr_metrics['y_psnr']:.2f} dB", "HR"]
+    diff = np.abs(sr.astype(np.float32) - lr.astype(np.float32)).sum(-1)
+    c = min(crop, h, w)
+    sums = np.lib.stride_tricks.sliding_window_view(diff, (c, c))[::4, ::4].sum((-1, -2))
+    y, x = (np.array(np.unravel_index(sums.argmax(), sums.shape)) * 4).tolist()
+    zw = c * zoom
+    pad, text = 4, 16
+    cell_w = max(w, zw)
+    canvas = Image.new("RGB", (4 * cell_w + 5 * pad, text + h + zw + 3 * pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (panel, label) in enumerate(zip(panels, labels)):
+        left = pad + i * (cell_w + pad)
+        draw.text((left, 2), label, fill="black")
+        canvas.paste(Image.fromarray(panel), (left, text))
+        zoomed = Image.fromarray(panel[y:y + c, x:x + c]).resize((zw, zw), Image.NEAREST)
+        canvas.paste(zoomed, (left, text + h + 2 * pad))
+        draw.rectangle((left + x, text + y, left + x + c, text + y + c), outline="red")
+    return canvas
 
 
 def main(argv=None):

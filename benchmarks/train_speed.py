@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+import types
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from main import make_optimizer, train_epoch  # noqa: E402
 from model import SRCNN  # noqa: E402
 
 WARMUP = 5
+NOT_STOPPING = types.SimpleNamespace(requested=False)
 
 
 def plain_loop(data, batches, batch_size):
@@ -53,9 +55,9 @@ def project_loop(data, batches, batch_size, amp):
     ctx = {"rank": 0, "world": 1, "device": torch.device("cpu")}
     warm = type("Subset", (), {"lr": data.lr[:WARMUP * batch_size], "hr": data.hr[:WARMUP * batch_size],
                                "__len__": lambda self: WARMUP * batch_size})()
-    train_epoch(model, opt, warm, args, 1, 0, 0.0, ctx, lambda: False)
+    train_epoch(model, opt, warm, args, 1, 0, 0.0, ctx, NOT_STOPPING)
     start = time.perf_counter()
-    train_epoch(model, opt, sub, args, 1, WARMUP, 0.0, ctx, lambda: False)
+    train_epoch(model, opt, sub, args, 1, WARMUP, 0.0, ctx, NOT_STOPPING)
     return batches * batch_size / (time.perf_counter() - start)
 
 

@@ -1,0 +1,33 @@
+"""torchrun: two CPU processes (gloo) train in step, agree on the weights, and their checkpoint
+continues in a single process."""
+import subprocess
+import sys
+
+import torch
+
+from conftest import ROOT
+from utils import load_checkpoint
+
+
+def test_two_processes_match_one_and_their_checkpoint_resumes_alone(image_folder, tmp_path):
+    common = ["train", "--train-data", image_folder, "--test-data", image_folder, "--batch-size=4",
+              "--num-epoch=2", "--lr=0.003", "--augment"]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "main.py", *common, "--out-dir", str(tmp_path / "ddp")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "weights identical on all 2 processes" in ddp.stdout
+    assert ddp.stdout.count("epoch    2/2") == 1  # only rank 0 reports
+    single = subprocess.run([sys.executable, "main.py", *common, "--out-dir", str(tmp_path / "one")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    a = load_checkpoint(tmp_path / "ddp" / "checkpoint.last")
+    b = load_checkpoint(tmp_path / "one" / "checkpoint.last")
+    assert a["world_size"] == 2 and b["world_size"] == 1
+    # a global batch of 4 split 2 + 2 gives the gradient of the whole batch: same run, up to rounding
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5)
+    r = subprocess.run([sys.executable, "main.py", "resume", str(tmp_path / "ddp" / "checkpoint.last"),
+                        "--num-epoch=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoint.last")["epoch"] == 3
