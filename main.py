@@ -27,7 +27,7 @@ from datasets import TestDataset, TrainDataset, write_test_h5, write_train_h5
 from info import Info
 from model import SRCNN
 from super_resolve import apply_network, load_model
-from utils import (CHECKPOINT_VERSION, MODEL_NAME, UserError, choose_device, image_metrics,
+from utils import (CHECKPOINT_VERSION, MODEL_NAME, UserError, choose_device, image_metrics, keep_freed_memory,
                    load_checkpoint, mean_metrics, save_checkpoint, set_seed)
 
 DEFAULT_TRAIN = ("data/T91_x3_train.h5", "data/T91")  # (file, folder it is built from on first use)
@@ -119,6 +119,7 @@ def build_parser():
     r.set_defaults(func=cmd_resume)
     i = sub.add_parser("inspect", help="print what a checkpoint holds", **kw)
     i.add_argument("checkpoint")
+    i.add_argument("--plot", metavar="PNG", help="also draw the test PSNR of every epoch into this PNG file")
     i.set_defaults(func=cmd_inspect)
     e = sub.add_parser("evaluate", help="score a checkpoint and bicubic, per image", **kw)
     e.add_argument("checkpoint")
@@ -255,12 +256,11 @@ def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx,
 
 
 def evaluate_model(model, test_set, device):
-    """Per-image metrics of ``model`` on ``test_set`` (8-bit outputs, Y channel, border 3)."""
+    """Run ``model`` on each image of ``test_set``; returns (metrics per image, 8-bit outputs), in order.
+    Metrics as :func:`utils.image_metrics`: Y channel, border 3, on the quantised output."""
     model.eval()
-    rows = []
-    for name, lr, hr in test_set:
-        rows.append({"name": name, **image_metrics(apply_network(model, lr, device), hr)})
-    return rows
+    outputs = [apply_network(model, lr, device) for _, lr, _ in test_set]
+    return [image_metrics(sr, hr) for sr, (_, _, hr) in zip(outputs, test_set)], outputs
 
 
 def checkpoint_state(model, optimizer, args, info, progress, world):
@@ -339,6 +339,7 @@ def run_training(args, ckpt=None):
     main_proc = rank == 0
     try:
         set_seed(args.seed)
+        keep_freed_memory()
         train_set = TrainDataset(resolve_data(args.train_data, DEFAULT_TRAIN, write_train_h5))
         test_set = TestDataset(resolve_data(args.test_data, DEFAULT_TEST, write_test_h5))
         if len(train_set) < args.batch_size:
@@ -407,8 +408,8 @@ def train_loop(net, model, optimizer, train_set, test_set, args, info, progress,
                             f"{'' if os.path.exists(kept) else ' (none yet)'}; try a lower --lr") from None
         progress.update(epoch=epoch, batch=0, loss_sum=0.0)
         if main_proc:
-            rows = evaluate_model(model, test_set, ctx["device"])
-            m = mean_metrics([{k: v for k, v in r.items() if k != "name"} for r in rows])
+            rows, outputs = evaluate_model(model, test_set, ctx["device"])
+            m = mean_metrics(rows)
             seconds = time.time() - started
             progress["psnr"] = m["y_psnr"]
             progress["history"] = progress["history"] + [{"epoch": epoch, "loss": loss, "seconds": seconds, **m}]
@@ -416,7 +417,7 @@ def train_loop(net, model, optimizer, train_set, test_set, args, info, progress,
             progress["best_psnr"] = max(m["y_psnr"], progress["best_psnr"])
             print(f"epoch {epoch:4d}/{args.num_epoch}  loss {loss:.6f}  Set PSNR-Y {m['y_psnr']:.3f} dB  "
                   f"SSIM-Y {m['y_ssim']:.4f}  {seconds:.1f}s{'  (best)' if best else ''}", flush=True)
-            log_epoch(writer, model, test_set, ctx["device"], epoch, loss, m,
+            log_epoch(writer, test_set, outputs, epoch, loss, m,
                       images=epoch % args.save_freq == 0 or epoch == args.num_epoch)
             save("checkpoint.last")
             if best:
@@ -431,13 +432,12 @@ def tensorboard_writer(out_dir):
     return SummaryWriter(out_dir)
 
 
-def log_epoch(writer, model, test_set, device, epoch, loss, metrics, images):
+def log_epoch(writer, test_set, outputs, epoch, loss, metrics, images):
     writer.add_scalar("train/loss", loss, epoch)
     for k, v in metrics.items():
         writer.add_scalar(f"test/{k}", v, epoch)
     if images:  # LR | SR | HR of the centre 96x96 of the first three test images
-        for name, lr, hr in list(test_set)[:3]:
-            sr = apply_network(model, lr, device)
+        for (name, lr, hr), sr in list(zip(test_set, outputs))[:3]:
             cy, cx = lr.shape[0] // 2, lr.shape[1] // 2
             crops = [torch.from_numpy(a[cy - 48:cy + 48, cx - 48:cx + 48]).permute(2, 0, 1) for a in (lr, sr, hr)]
             writer.add_image(f"lr_sr_hr/{name}", torch.cat(crops, dim=2), epoch)
@@ -482,26 +482,50 @@ def cmd_inspect(args):
     print("info:")
     for k, v in Info.from_dict(ckpt["info"]).to_dict().items():
         print(f"  {k:18s} {v}")
+    if args.plot:
+        plot_history(ckpt["history"], args.plot)
+        print(f"wrote {args.plot}")
+
+
+def plot_history(history, path):
+    """Test Y-PSNR per epoch, with the bicubic baseline and the paper's 9-1-5 and 9-5-5 figures."""
+    if not history:
+        raise UserError("the checkpoint has no per-epoch history to plot")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot([h["epoch"] for h in history], [h["y_psnr"] for h in history], label="this model (test set)")
+    # Set5 x3, Y channel: bicubic measured on this pipeline; SRCNN figures from Dong et al. 2016.
+    for value, label, style in [(30.40, "bicubic 30.40", ":"), (32.39, "paper 9-1-5, 91 images 32.39", "--"),
+                                (32.75, "paper 9-5-5, ImageNet 32.75", "-.")]:
+        ax.axhline(value, color="gray", linestyle=style, label=label)
+    ax.set(xlabel="epoch", ylabel="PSNR-Y (dB)", ylim=(30.0, max(33.0, max(h["y_psnr"] for h in history) + 0.1)))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def cmd_evaluate(args):
     device = choose_device(args.cuda)
     model, _ = load_model(args.checkpoint, device)
     test_set = TestDataset(resolve_data(args.data, DEFAULT_TEST, write_test_h5))
-    rows = evaluate_model(model, test_set, device)
+    rows, outputs = evaluate_model(model, test_set, device)
     bicubic = [image_metrics(lr, hr) for _, lr, hr in test_set]
     print(f"{'image':12s} {'bicubic Y-PSNR':>14s} {'Y-SSIM':>7s} {'RGB-PSNR':>8s} | "
           f"{'SRCNN Y-PSNR':>12s} {'Y-SSIM':>7s} {'RGB-PSNR':>8s}")
     line = "{:12s} {y_psnr:14.3f} {y_ssim:7.4f} {rgb_psnr:8.3f} | {s[y_psnr]:12.3f} {s[y_ssim]:7.4f} {s[rgb_psnr]:8.3f}"
-    for r, b in zip(rows, bicubic):
-        print(line.format(r["name"], **b, s=r))
-    mean_sr = mean_metrics([{k: v for k, v in r.items() if k != "name"} for r in rows])
+    for (name, _, _), r, b in zip(test_set, rows, bicubic):
+        print(line.format(name, **b, s=r))
+    mean_sr = mean_metrics(rows)
     print(line.format("mean", **mean_metrics(bicubic), s=mean_sr))
     if args.save_images:
         os.makedirs(args.save_images, exist_ok=True)
-        for (name, lr, hr), r, b in zip(test_set, rows, bicubic):
+        for (name, lr, hr), sr, r, b in zip(test_set, outputs, rows, bicubic):
             path = os.path.join(args.save_images, f"{name}_comparison.png")
-            comparison_picture(lr, apply_network(model, lr, device), hr, r, b).save(path)
+            comparison_picture(lr, sr, hr, r, b).save(path)
             print(f"wrote {path}")
 
 

@@ -37,31 +37,39 @@ def load_model(path, device):
     return model.to(device).eval(), ckpt
 
 
-@torch.no_grad()
 def apply_network(model, image, device, tile=TILE):
     """Run ``model`` over an (H, W, 3) uint8 image (already bicubic-upscaled); returns (H, W, 3) uint8.
 
     The image is cut into ``tile`` x ``tile`` blocks, each run with a ``HALO``-pixel margin of real
     neighbours (zero padding only at the image's own border, as in a whole-image pass), and only the
-    block's centre is kept. ``tile=None`` runs the whole image at once."""
-    return to_uint8(apply_network_float(model, image, device, tile))
+    block's centre is kept, quantised straight into the 8-bit result: memory stays bounded by the
+    tile, whatever the image size. ``tile=None`` runs the whole image at once."""
+    out = np.empty_like(image)
+    for (y, x), sr in _tiles(model, image, device, tile):
+        out[y:y + sr.shape[-2], x:x + sr.shape[-1]] = to_uint8(sr)
+    return out
+
+
+def apply_network_float(model, image, device, tile=TILE):
+    """As :func:`apply_network`, but returns the unquantised (1, 3, H, W) float output on the CPU."""
+    out = torch.empty(1, 3, *image.shape[:2])
+    for (y, x), sr in _tiles(model, image, device, tile):
+        out[..., y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr
+    return out
 
 
 @torch.no_grad()
-def apply_network_float(model, image, device, tile=TILE):
-    """As :func:`apply_network`, but returns the unquantised (1, 3, H, W) float output on the CPU."""
+def _tiles(model, image, device, tile):
+    """Yield ((y, x), output block) over the image, each block exact (see :func:`apply_network`)."""
     h, w = image.shape[:2]
-    if tile is None or (h <= tile and w <= tile):
-        return model(to_tensor(image).to(device)).float().cpu()
-    out = torch.empty(1, 3, h, w)
+    tile = tile or max(h, w)
     for y in range(0, h, tile):
         for x in range(0, w, tile):
             y0, x0 = max(y - HALO, 0), max(x - HALO, 0)
             y1, x1 = min(y + tile + HALO, h), min(x + tile + HALO, w)
             sr = model(to_tensor(image[y0:y1, x0:x1]).to(device)).float().cpu()
             th, tw = min(tile, h - y), min(tile, w - x)
-            out[..., y:y + th, x:x + tw] = sr[..., y - y0:y - y0 + th, x - x0:x - x0 + tw]
-    return out
+            yield (y, x), sr[..., y - y0:y - y0 + th, x - x0:x - x0 + tw]
 
 
 def read_image(path):

@@ -3,6 +3,7 @@
 Image conventions: 8-bit images are numpy ``uint8`` arrays of shape (H, W, 3) in RGB order;
 float images are in [0, 255] unless a docstring says otherwise.
 """
+import ctypes
 import math
 import os
 import random
@@ -141,6 +142,21 @@ def choose_device(cuda, local_rank=0):
     if not torch.cuda.is_available():
         raise UserError("--cuda was given but no CUDA device is available; drop --cuda to run on the CPU")
     return torch.device("cuda", local_rank)
+
+
+def keep_freed_memory():
+    """Have glibc keep freed memory for reuse instead of handing it back to the kernel.
+
+    A training step at batch 128 allocates and frees about 140 MB of activations. glibc serves
+    blocks that large with fresh mmap() calls, which the kernel zero-fills page by page: about
+    35,000 page faults per step, measured with getrusage. With mmap off and no heap trimming the
+    same memory is reused and the faults disappear. Returns False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2 ** 30))
 
 
 # --------------------------------------------------------------------------- checkpoints
