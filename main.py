@@ -108,7 +108,7 @@ def add_training_flags(p, defaults):
 def build_parser():
     p = Parser(description="Train and inspect SRCNN x3 super-resolution models.",
                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,resume,inspect,evaluate}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,resume,inspect,evaluate}")  # all Parser
     kw = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t = sub.add_parser("train", help="train a new model", **kw)
     add_training_flags(t, defaults=True)
@@ -127,8 +127,6 @@ def build_parser():
     e.add_argument("--save-images", metavar="DIR", help="write a comparison picture per image here")
     e.add_argument("--cuda", action="store_true", help="run the network on the GPU")
     e.set_defaults(func=cmd_evaluate)
-    for sp in (t, r, i, e):
-        sp.error = Parser.error.__get__(sp)
     return p
 
 

@@ -94,7 +94,7 @@ def test_evaluate_prints_srcnn_beside_bicubic(tiny_run, image_folder, capsys):
 
 
 def _cli(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_cuda_without_a_gpu_and_no_subcommand_fail_in_one_line():
@@ -104,3 +104,17 @@ def test_cuda_without_a_gpu_and_no_subcommand_fail_in_one_line():
                  ["main.py"], ["super_resolve.py", "--checkpoint", "nope.pth", "x.png", "--cuda"]):
         r = _cli(*argv)
         assert r.returncode != 0 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (argv, r.stderr)
+
+
+def test_default_data_is_built_from_data_folders_on_first_use(image_folder, tmp_path, monkeypatch):
+    import shutil
+    work = tmp_path / "work"
+    shutil.copytree(image_folder, work / "data" / "T91")
+    shutil.copytree(image_folder, work / "data" / "Set5")
+    monkeypatch.chdir(work)
+    main.main(["train", "--num-epoch=1", "--batch-size=8", "--out-dir=run"])
+    assert (work / "data" / "T91_x3_train.h5").exists() and (work / "data" / "Set5_x3_test.h5").exists()
+    assert load_checkpoint(work / "run" / "checkpoint.last")["epoch"] == 1
+    shutil.rmtree(work / "data" / "T91")  # the built file is used from now on
+    main.main(["resume", "run/checkpoint.last", "--num-epoch=2"])
+    assert load_checkpoint(work / "run" / "checkpoint.last")["epoch"] == 2

@@ -18,7 +18,7 @@ from utils import load_checkpoint
 
 
 def cli(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, *map(str, argv)], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, *map(str, argv)], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def assert_clean_failure(r, needle):
@@ -32,7 +32,7 @@ def train_cmd(image_folder, out, epochs, *extra):
             "--batch-size=4", f"--num-epoch={epochs}", "--out-dir", str(out), *extra]
 
 
-def wait_for(path, proc, timeout=60):
+def wait_for(path, proc, timeout=300):
     end = time.time() + timeout
     while not os.path.exists(path):
         assert proc.poll() is None, proc.communicate()

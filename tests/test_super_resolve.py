@@ -31,7 +31,7 @@ def checkpoint(tmp_path_factory):
 
 def run(*argv):
     return subprocess.run([sys.executable, "super_resolve.py", *map(str, argv)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_tiles_reproduce_the_whole_image_pass():
