@@ -11,14 +11,13 @@ Run on its own to build a file:  python datasets.py FOLDER OUT.h5 --kind train|t
 import argparse
 import os
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from utils import UserError
+from utils import UserError, atomic_write
 
 SCALE = 3
 PATCH_SIZE = 33
@@ -89,19 +88,14 @@ def build_test_images(folder, scale=SCALE):
             for p in list_images(folder)]
 
 
-def _write_atomically(path, fill):
-    """Create the HDF5 file ``path`` via a temporary file, so a crash never leaves half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=folder)
-    os.close(fd)
-    try:
+def _write_h5(path, fill):
+    """Create the HDF5 file ``path`` atomically, ``fill(f)`` writing its contents."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def write(tmp):
         with h5py.File(tmp, "w") as f:
             fill(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, write)
 
 
 def write_train_h5(folder, path, scale=SCALE, size=PATCH_SIZE, stride=STRIDE):
@@ -112,7 +106,7 @@ def write_train_h5(folder, path, scale=SCALE, size=PATCH_SIZE, stride=STRIDE):
         f.attrs.update(kind="train", scale=scale, patch_size=size, stride=stride)
         f.create_dataset("lr", data=lr)
         f.create_dataset("hr", data=hr)
-    _write_atomically(path, fill)
+    _write_h5(path, fill)
     return len(lr)
 
 
@@ -126,7 +120,7 @@ def write_test_h5(folder, path, scale=SCALE):
             g = f.create_group(name)
             g.create_dataset("lr", data=lr)
             g.create_dataset("hr", data=hr)
-    _write_atomically(path, fill)
+    _write_h5(path, fill)
     return len(images)
 
 

@@ -365,6 +365,9 @@ def run_training(args, ckpt=None):
             with open(os.path.join(args.out_dir, "config.json"), "w") as f:
                 json.dump({k: v for k, v in vars(args).items() if k != "func"}, f, indent=2)
             writer = tensorboard_writer(args.out_dir)
+            if ckpt is not None:
+                done = f"{progress['epoch']} epochs" + (f" and {progress['batch']} batches" if progress["batch"] else "")
+                print(f"resuming after {done}", flush=True)
             print(f"training {sum(p.numel() for p in model.parameters())} parameters on {len(train_set)} patches, "
                   f"{world} process(es) on {device}; writing to {args.out_dir}", flush=True)
         stop = StopFlag()
@@ -460,8 +463,6 @@ def cmd_resume(args):
     saved.update({k: v for k, v in given.items() if v is not None})
     for k, v in saved.items():
         setattr(args, k, v)
-    done = f"{ckpt['epoch']} epochs" + (f" and {ckpt['batch']} batches" if ckpt["batch"] else "")
-    print(f"resuming from {args.checkpoint}: {done} done", flush=True)
     run_training(args, ckpt)
 
 

@@ -9,7 +9,6 @@ same result as one whole-image pass. Writes ``<stem>_srcnn_x3.png`` beside the i
 import argparse
 import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -18,7 +17,7 @@ from PIL import Image, ImageOps
 
 from datasets import SCALE, bicubic_resize
 from model import SRCNN
-from utils import UserError, choose_device, load_checkpoint, to_tensor, to_uint8
+from utils import UserError, atomic_write, choose_device, load_checkpoint, to_tensor, to_uint8
 
 # Each output pixel depends on a 13x13 input window (9 + 1 + 5 - 2), 6 pixels either side; a halo
 # of 8 covers it with room to spare, so tiles are exact, not blended approximations.
@@ -140,23 +139,14 @@ def check_output_path(path):
 
 
 def save_image(img, path):
-    """Write a PIL image atomically: a temporary file in the same folder, renamed into place."""
+    """Write a PIL image atomically (see :func:`utils.atomic_write`)."""
     fmt = Image.registered_extensions()[os.path.splitext(path)[1].lower()]
     if img.mode in ("LA", "RGBA") and fmt == "JPEG":
         img = img.convert(img.mode[:-1])  # JPEG has no alpha channel
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1],
-                                   dir=os.path.dirname(os.path.abspath(path)))
-        os.close(fd)
-        img.save(tmp, format=fmt)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise UserError(f"cannot write {path}: {e}") from None
-        raise
+        atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e}") from None
 
 
 def main(argv=None):

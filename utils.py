@@ -161,25 +161,32 @@ def keep_freed_memory():
 
 # --------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(state, path):
-    """Write ``state`` (a dict of tensors and plain Python data) to ``path`` atomically.
-
-    The bytes go to a temporary file in the same folder, are flushed to disk, and only then renamed
-    over ``path``: a crash at any moment leaves either the old file or the new one, never half of one.
-    """
+def atomic_write(path, write):
+    """Create ``path`` all at once: ``write(tmp)`` fills a temporary file in the same folder, which is
+    flushed to disk and only then renamed over ``path``. A crash at any moment leaves either the old
+    file or the new one, never half of one; on failure the temporary file is removed.
+    The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_checkpoint(state, path):
+    """Write ``state`` (a dict of tensors and plain Python data) to ``path`` atomically."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path):

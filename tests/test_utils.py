@@ -69,6 +69,9 @@ def test_checkpoint_round_trips(tmp_path):
     assert back["epoch"] == 3 and back["args"] == {"lr": 0.1}
     assert torch.equal(back["state_dict"]["w"], torch.arange(4.0))
     assert os.listdir(tmp_path) == ["c.pth"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # shareable, not mkstemp's private 0600
 
 
 def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
