@@ -562,6 +562,9 @@ def main(argv=None):
         args.func(args)
     except UserError as e:
         sys.exit(f"error: {e}")
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as the Python docs advise
+        sys.exit(1)
 
 
 if __name__ == "__main__":
