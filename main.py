@@ -261,6 +261,11 @@ def evaluate_model(model, test_set, device):
     return [image_metrics(sr, hr) for sr, (_, _, hr) in zip(outputs, test_set)], outputs
 
 
+def training_args(args):
+    """The training arguments of a parsed command line as a plain dict (no subcommand bookkeeping)."""
+    return {k: v for k, v in vars(args).items() if k not in ("func", "command", "checkpoint")}
+
+
 def checkpoint_state(model, optimizer, args, info, progress, world):
     """Everything a checkpoint holds: plain data and tensors only (loads with weights_only=True)."""
     return {
@@ -269,7 +274,7 @@ def checkpoint_state(model, optimizer, args, info, progress, world):
         "model_kwargs": dict(model.init_kwargs),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
-        "args": {k: v for k, v in vars(args).items() if k not in ("func", "command", "checkpoint")},
+        "args": training_args(args),
         "info": info.to_dict(),
         "world_size": world,
         "rng": {"torch": torch.get_rng_state()},
@@ -363,7 +368,7 @@ def run_training(args, ckpt=None):
         if main_proc:
             os.makedirs(args.out_dir, exist_ok=True)
             with open(os.path.join(args.out_dir, "config.json"), "w") as f:
-                json.dump({k: v for k, v in vars(args).items() if k != "func"}, f, indent=2)
+                json.dump(training_args(args), f, indent=2)
             writer = tensorboard_writer(args.out_dir)
             if ckpt is not None:
                 done = f"{progress['epoch']} epochs" + (f" and {progress['batch']} batches" if progress["batch"] else "")
@@ -456,7 +461,7 @@ def cmd_resume(args):
     ckpt = load_checkpoint(args.checkpoint)
     if "optimizer" not in ckpt or "history" not in ckpt:
         raise UserError(f"{args.checkpoint} holds weights only (no training state) and cannot be resumed")
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "checkpoint")}
+    given = training_args(args)
     saved = dict(ckpt["args"])
     saved.update(ckpt["info"])
     saved["out_dir"] = os.path.dirname(os.path.abspath(args.checkpoint))

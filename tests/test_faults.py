@@ -103,11 +103,8 @@ def model_file(tmp_path_factory):
 
 def bad_checkpoints(folder):
     """(path, what the message must say) for every kind of broken checkpoint."""
-    good = (folder / "good.pth")
-    files = {"missing.pth": None, "empty.pth": b"", "random.pth": os.urandom(5000)}
-    for name, data in files.items():
-        if data is not None:
-            (folder / name).write_bytes(data)
+    (folder / "empty.pth").write_bytes(b"")
+    (folder / "random.pth").write_bytes(os.urandom(5000))
     torch.save({"conv.weight": torch.zeros(3)}, folder / "state_dict.pth")
     return [(folder / "missing.pth", "not found"), (folder / "empty.pth", "cannot load checkpoint"),
             (folder / "random.pth", "cannot load checkpoint"), (folder / "state_dict.pth", "not an SRCNN checkpoint")]

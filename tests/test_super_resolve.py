@@ -1,5 +1,4 @@
 """Inference: exact tiling, output naming, and every kind of input image."""
-import os
 import subprocess
 import sys
 
