@@ -168,7 +168,8 @@ def atomic_write(path, write):
     The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    # ".NAME-XXXX.tmp": hidden, and never without a stem before its last dot (torch.save needs one)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + "-", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
         write(tmp)

@@ -62,13 +62,14 @@ def _ckpt():
             "epoch": 3, "args": {"lr": 0.1}, "info": {"name": "x", "student_id": "", "email": ""}}
 
 
-def test_checkpoint_round_trips(tmp_path):
-    path = tmp_path / "c.pth"
+@pytest.mark.parametrize("name", ["c.pth", "model", ".hidden"])
+def test_checkpoint_round_trips(tmp_path, name):
+    path = tmp_path / name
     save_checkpoint(_ckpt(), path)
     back = load_checkpoint(path)
     assert back["epoch"] == 3 and back["args"] == {"lr": 0.1}
     assert torch.equal(back["state_dict"]["w"], torch.arange(4.0))
-    assert os.listdir(tmp_path) == ["c.pth"]  # no temporary file left behind
+    assert os.listdir(tmp_path) == [name]  # no temporary file left behind
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # shareable, not mkstemp's private 0600
