@@ -20,7 +20,6 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from datasets import TestDataset, TrainDataset, write_test_h5, write_train_h5
@@ -28,7 +27,7 @@ from info import Info
 from model import SRCNN
 from super_resolve import apply_network, load_model
 from utils import (CHECKPOINT_VERSION, MODEL_NAME, UserError, choose_device, image_metrics, keep_freed_memory,
-                   load_checkpoint, mean_metrics, save_checkpoint, set_seed)
+                   RGB_TO_YCBCR, load_checkpoint, mean_metrics, save_checkpoint, set_seed)
 
 DEFAULT_TRAIN = ("data/T91_x3_train.h5", "data/T91")  # (file, folder it is built from on first use)
 DEFAULT_TEST = ("data/Set5_x3_test.h5", "data/Set5")
@@ -63,7 +62,7 @@ def _number(kind, minimum, inclusive):
 
 
 positive_int, positive_float = _number(int, 0, False), _number(float, 0.0, False)
-non_negative_float = _number(float, 0.0, True)
+non_negative_float, non_negative_int = _number(float, 0.0, True), _number(int, 0, True)
 
 
 def add_training_flags(p, defaults):
@@ -97,6 +96,12 @@ def add_training_flags(p, defaults):
     add("--init", choices=["default", "identity"], default="default",
         help="initial weights: PyTorch's default, or 'identity': the network starts as an exact copy "
              "of its bicubic input and learns the correction")
+    add("--loss", choices=["rgb", "ycbcr"], default="rgb",
+        help="mean squared error over R, G and B, or over BT.601 Y plus --chroma-weight times Cb and Cr "
+             "(the test score is on Y)")
+    add("--chroma-weight", type=non_negative_float, default=1.0, help="weight of Cb and Cr in --loss ycbcr")
+    add("--loss-border", type=non_negative_int, default=0,
+        help="leave this many pixels at each patch edge out of the loss (6 = those that see the zero padding)")
     add("--augment", action="store_true", default=False,
         help="random flips and 90-degree rotations of each batch (the 8 symmetries of a square)")
     add("--amp", action="store_true", default=False, help="bfloat16 autocast (CPU and CUDA)")
@@ -216,6 +221,20 @@ def to_input(batch, device):
     return batch.permute(0, 3, 1, 2).float().div_(255)
 
 
+def patch_loss(out, target, args):
+    """The training loss of a batch of (B, 3, H, W) outputs against their targets, as --loss and
+    --loss-border ask; in units of the [0, 1] RGB scale either way."""
+    b = args.loss_border
+    if b:
+        out, target = out[..., b:-b, b:-b], target[..., b:-b, b:-b]
+    diff = out - target
+    if args.loss == "rgb":
+        return diff.square().mean()
+    to_ycbcr = torch.as_tensor(RGB_TO_YCBCR, dtype=diff.dtype, device=diff.device)
+    weights = torch.tensor([1.0, args.chroma_weight, args.chroma_weight], dtype=diff.dtype, device=diff.device)
+    return torch.einsum("ck,bkhw->bchw", to_ycbcr * weights[:, None].sqrt(), diff).square().sum(1).mean()
+
+
 def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx, stop):
     """Train one epoch from batch ``start_batch``; returns the mean loss over its batches.
 
@@ -238,7 +257,7 @@ def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx,
             lr, hr = augment(lr, ops[b]), augment(hr, ops[b])
         lr, hr = to_input(lr, ctx["device"]), to_input(hr, ctx["device"])
         with torch.autocast(ctx["device"].type, dtype=torch.bfloat16, enabled=args.amp):
-            loss = F.mse_loss(model(lr).float(), hr)
+            loss = patch_loss(model(lr).float(), hr, args)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -347,6 +366,9 @@ def run_training(args, ckpt=None):
         test_set = TestDataset(resolve_data(args.test_data, DEFAULT_TEST, write_test_h5))
         if len(train_set) < args.batch_size:
             raise UserError(f"the training set has {len(train_set)} patches, fewer than one batch of {args.batch_size}")
+        if 2 * args.loss_border >= min(train_set.hr.shape[1:3]):
+            raise UserError(f"--loss-border {args.loss_border} leaves nothing of the "
+                            f"{train_set.hr.shape[1]}x{train_set.hr.shape[2]} patches")
         model = SRCNN()
         if args.init == "identity":
             identity_init(model)
@@ -462,7 +484,8 @@ def cmd_resume(args):
     if "optimizer" not in ckpt or "history" not in ckpt:
         raise UserError(f"{args.checkpoint} holds weights only (no training state) and cannot be resumed")
     given = training_args(args)
-    saved = dict(ckpt["args"])
+    saved = training_args(build_parser().parse_args(["train"]))  # flags newer than the checkpoint
+    saved.update(ckpt["args"])
     saved.update(ckpt["info"])
     saved["out_dir"] = os.path.dirname(os.path.abspath(args.checkpoint))
     saved.update({k: v for k, v in given.items() if v is not None})

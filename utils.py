@@ -25,25 +25,25 @@ class UserError(Exception):
 
 # ITU-R BT.601 for 8-bit studio range: Y in [16, 235], Cb and Cr in [16, 240]; the same matrix as
 # MATLAB's rgb2ycbcr, which the SR literature (Dong et al. 2016 included) uses for its Y-PSNR.
-_RGB_TO_YCBCR = np.array([[65.481, 128.553, 24.966],
-                          [-37.797, -74.203, 112.0],
-                          [112.0, -93.786, -18.214]]) / 255.0
+RGB_TO_YCBCR = np.array([[65.481, 128.553, 24.966],
+                         [-37.797, -74.203, 112.0],
+                         [112.0, -93.786, -18.214]]) / 255.0
 _YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
 
 
 def rgb_to_ycbcr(rgb):
     """(..., 3) RGB in [0, 255] -> (..., 3) float64 YCbCr (BT.601, Y in [16, 235])."""
-    return np.asarray(rgb, dtype=np.float64) @ _RGB_TO_YCBCR.T + _YCBCR_OFFSET
+    return np.asarray(rgb, dtype=np.float64) @ RGB_TO_YCBCR.T + _YCBCR_OFFSET
 
 
 def ycbcr_to_rgb(ycbcr):
     """Inverse of :func:`rgb_to_ycbcr`: (..., 3) YCbCr -> (..., 3) float64 RGB in [0, 255]."""
-    return (np.asarray(ycbcr, dtype=np.float64) - _YCBCR_OFFSET) @ np.linalg.inv(_RGB_TO_YCBCR).T
+    return (np.asarray(ycbcr, dtype=np.float64) - _YCBCR_OFFSET) @ np.linalg.inv(RGB_TO_YCBCR).T
 
 
 def rgb_to_y(rgb):
     """(..., 3) RGB in [0, 255] -> (...) float64 luma Y in [16, 235]."""
-    return np.asarray(rgb, dtype=np.float64) @ _RGB_TO_YCBCR[0] + _YCBCR_OFFSET[0]
+    return np.asarray(rgb, dtype=np.float64) @ RGB_TO_YCBCR[0] + _YCBCR_OFFSET[0]
 
 
 # --------------------------------------------------------------------------- metrics

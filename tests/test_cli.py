@@ -3,12 +3,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import main
 from conftest import ROOT
-from utils import load_checkpoint
+from utils import RGB_TO_YCBCR, load_checkpoint, rgb_to_y, rgb_to_ycbcr, save_checkpoint
 
 
 def weights(path):
@@ -118,3 +119,49 @@ def test_default_data_is_built_from_data_folders_on_first_use(image_folder, tmp_
     shutil.rmtree(work / "data" / "T91")  # the built file is used from now on
     main.main(["resume", "run/checkpoint.last", "--num-epoch=2"])
     assert load_checkpoint(work / "run" / "checkpoint.last")["epoch"] == 2
+
+
+def _loss_args(**kw):
+    return main.build_parser().parse_args(["train", *[f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]])
+
+
+def test_rgb_loss_is_the_mean_squared_error_and_the_border_is_left_out():
+    torch.manual_seed(0)
+    out, target = torch.rand(2, 3, 11, 11), torch.rand(2, 3, 11, 11)
+    assert torch.allclose(main.patch_loss(out, target, _loss_args()), ((out - target) ** 2).mean())
+    edge_only = target.clone()
+    edge_only[..., 0, :] += 0.5  # an error on the outermost row only
+    assert main.patch_loss(edge_only, target, _loss_args(loss_border=1)) == 0
+    assert main.patch_loss(edge_only, target, _loss_args(loss_border=0)) > 0
+
+
+def test_ycbcr_loss_scores_luma_like_the_test_metric_and_weights_chroma():
+    rng = np.random.default_rng(1)
+    out, target = rng.random((1, 3, 5, 7)), rng.random((1, 3, 5, 7))
+    t_out, t_target = torch.from_numpy(out), torch.from_numpy(target)
+    nhwc = lambda a: a.transpose(0, 2, 3, 1) * 255  # noqa: E731
+    y_mse = ((rgb_to_y(nhwc(out)) - rgb_to_y(nhwc(target))) ** 2).mean() / 255 ** 2
+    chroma = ((rgb_to_ycbcr(nhwc(out)) - rgb_to_ycbcr(nhwc(target)))[..., 1:] ** 2).sum(-1).mean() / 255 ** 2
+    for w in (0.0, 0.1, 1.0):
+        got = main.patch_loss(t_out, t_target, _loss_args(loss="ycbcr", chroma_weight=w)).item()
+        assert got == pytest.approx(y_mse + w * chroma, rel=1e-9)
+    # a pure chroma change (equal luma) costs nothing when chroma has no weight
+    shift = torch.from_numpy(np.linalg.inv(RGB_TO_YCBCR)[:, 1]).view(1, 3, 1, 1) * 0.01
+    assert main.patch_loss(t_target + shift, t_target, _loss_args(loss="ycbcr", chroma_weight=0)) < 1e-12
+
+
+def test_loss_border_too_wide_for_the_patches_is_refused(tiny_run):
+    with pytest.raises(SystemExit) as e:
+        tiny_run("train", "--num-epoch=1", "--loss-border=17")
+    assert "--loss-border 17 leaves nothing of the 33x33 patches" in str(e.value.code)
+
+
+def test_a_checkpoint_older_than_a_flag_resumes_with_its_default(tiny_run, tmp_path):
+    run = tiny_run("train", "--num-epoch=1")
+    ckpt = load_checkpoint(run / "checkpoint.last")
+    for k in ("loss", "chroma_weight", "loss_border"):  # as written before these flags existed
+        del ckpt["args"][k]
+    save_checkpoint(ckpt, run / "old")
+    main.main(["resume", str(run / "old"), "--num-epoch=2"])
+    resumed = load_checkpoint(run / "checkpoint.last")
+    assert resumed["epoch"] == 2 and resumed["args"]["loss"] == "rgb" and resumed["args"]["loss_border"] == 0
