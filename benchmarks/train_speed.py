@@ -1,14 +1,18 @@
 """Training throughput: the project's loop against the plain loop of the assignment's pseudocode.
 
-    python benchmarks/train_speed.py --train-data ../shared/data/T91 [--batches 60] [--amp]
+    python benchmarks/train_speed.py --train-data ../shared/data/T91 [--batches 60] [--rounds 3] [--amp]
 
-Both run the same model, loss, optimizer and batch size (128) on the same patches, one after the
-other in one process; the plain loop holds float32 NCHW tensors in memory behind a shuffled
-DataLoader and runs first, on glibc's default allocator settings, before the project's are applied.
-Prints patches per second for each and their ratio. The first 5 batches of each are warm-up.
+Both run the same model, loss, optimizer and batch size (128) on the same patches. The plain loop
+holds float32 NCHW tensors in memory behind a shuffled DataLoader, on glibc's default allocator
+settings; the project loop is main.py's train_epoch with main.py's settings. Each loop runs in a
+fresh process of its own, and the two alternate for --rounds rounds, so a drift in the machine's
+speed hits both; each round prints patches per second and the ratio, and the last line the median
+ratio. The first 5 batches of each are warm-up.
 """
 import argparse
 import os
+import statistics
+import subprocess
 import sys
 import time
 import types
@@ -18,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets import TrainDataset  # noqa: E402
-from main import make_optimizer, train_epoch  # noqa: E402
+from main import build_parser, make_optimizer, train_epoch  # noqa: E402
 from model import SRCNN  # noqa: E402
 from utils import keep_freed_memory  # noqa: E402
 
@@ -50,8 +54,8 @@ def project_loop(data, batches, batch_size, amp):
     """The project's train_epoch on a subset just big enough for the batches asked for."""
     n = (batches + WARMUP) * batch_size
     sub = type("Subset", (), {"lr": data.lr[:n], "hr": data.hr[:n], "__len__": lambda self: n})()
-    args = argparse.Namespace(seed=0, batch_size=batch_size, num_epoch=1, warmup_epochs=0, schedule="constant",
-                              lr=1e-4, last_layer_lr=1.0, optimizer="adam", weight_decay=0.0, augment=True, amp=amp)
+    args = build_parser().parse_args(["train", f"--batch-size={batch_size}", "--num-epoch=1", "--lr=1e-4",
+                                      "--augment", *(["--amp"] if amp else [])])
     model = SRCNN().to(memory_format=torch.channels_last)
     opt = make_optimizer(model, args)
     ctx = {"rank": 0, "world": 1, "device": torch.device("cpu")}
@@ -63,24 +67,43 @@ def project_loop(data, batches, batch_size, amp):
     return batches * batch_size / (time.perf_counter() - start)
 
 
+def time_one(loop, args):
+    """Patches per second of one loop, in this process."""
+    data = TrainDataset(args.train_data)
+    if loop == "plain":
+        return plain_loop(data, args.batches, args.batch_size)
+    keep_freed_memory()  # as main.py train does
+    return project_loop(data, args.batches, args.batch_size, amp=loop == "amp")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train-data", default="data/T91_x3_train.h5", help="an .h5 file or an image folder")
     p.add_argument("--batches", type=int, default=60, help="timed batches per loop")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and project processes")
     p.add_argument("--amp", action="store_true", help="also time the project loop with bfloat16 autocast")
+    p.add_argument("--loop", choices=["plain", "project", "amp"], help=argparse.SUPPRESS)  # one timing, internal
     args = p.parse_args()
-    data = TrainDataset(args.train_data)
+    if args.loop:
+        print(time_one(args.loop, args))
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-          f"{args.batches} timed batches")
-    plain = plain_loop(data, args.batches, args.batch_size)
-    print(f"plain loop    {plain:8.1f} patches/s")
-    keep_freed_memory()  # as main.py train does; after the plain loop, which runs on glibc's defaults
-    ours = project_loop(data, args.batches, args.batch_size, amp=False)
-    print(f"project loop  {ours:8.1f} patches/s   {ours / plain:.2f}x plain")
-    if args.amp:
-        bf16 = project_loop(data, args.batches, args.batch_size, amp=True)
-        print(f"project --amp {bf16:8.1f} patches/s   {bf16 / plain:.2f}x plain")
+          f"{args.batches} timed batches, {args.rounds} rounds")
+    loops = ["plain", "project"] + (["amp"] if args.amp else [])
+    ratios = {loop: [] for loop in loops[1:]}
+    for r in range(1, args.rounds + 1):
+        speed = {}
+        for loop in loops:
+            cmd = [sys.executable, os.path.abspath(__file__), "--loop", loop, "--train-data", args.train_data,
+                   "--batches", str(args.batches), "--batch-size", str(args.batch_size)]
+            speed[loop] = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()[-1])
+        line = f"round {r}: plain {speed['plain']:7.1f} patches/s"
+        for loop in loops[1:]:
+            ratios[loop].append(speed[loop] / speed["plain"])
+            line += f"   {loop} {speed[loop]:7.1f} ({ratios[loop][-1]:.2f}x)"
+        print(line, flush=True)
+    print("median ratio to plain: " + "   ".join(f"{k} {statistics.median(v):.2f}x" for k, v in ratios.items()))
 
 
 if __name__ == "__main__":
