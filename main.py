@@ -257,7 +257,8 @@ def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx,
             lr, hr = augment(lr, ops[b]), augment(hr, ops[b])
         lr, hr = to_input(lr, ctx["device"]), to_input(hr, ctx["device"])
         with torch.autocast(ctx["device"].type, dtype=torch.bfloat16, enabled=args.amp):
-            loss = patch_loss(model(lr).float(), hr, args)
+            out = model(lr)
+        loss = patch_loss(out.float(), hr, args)  # in float32 even under --amp (einsum would autocast)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
