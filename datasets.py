@@ -3,10 +3,12 @@
 The recipe is the classic one of Dong et al. (2016): the HR image is cropped to a multiple of the
 scale, the LR input is that image bicubic-downscaled by the scale and bicubic-upscaled back (Pillow's
 bicubic), so input and target have the same size. Training pairs are 33x33 patches cut at stride 14
-(21,884 of them from T91); test images are kept whole. Everything is stored as uint8 (H, W, 3):
+(21,884 of them from T91); ``--scales`` adds down-scaled copies of each training image first, as
+FSRCNN (Dong et al., ECCV 2016) does, and ``--stride`` cuts patches closer together. Test images
+are kept whole. Everything is stored as uint8 (H, W, 3):
 exact, and a quarter of the size of float32.
 
-Run on its own to build a file:  python datasets.py FOLDER OUT.h5 --kind train|test
+Run on its own to build a file:  python datasets.py FOLDER OUT.h5 --kind train|test [--scales 1,0.9] [--stride 14]
 """
 import argparse
 import os
@@ -69,13 +71,23 @@ def extract_patches(img, size=PATCH_SIZE, stride=STRIDE):
         else np.empty((0, size, size, img.shape[2]), img.dtype)
 
 
-def build_train_arrays(folder, scale=SCALE, size=PATCH_SIZE, stride=STRIDE):
-    """Patch pairs of every image in ``folder``: (lr, hr), each uint8 (N, size, size, 3)."""
+def rescaled(img, factor):
+    """``img`` bicubic-resized by ``factor`` (each side rounded, at least 1 pixel); itself at 1."""
+    if factor == 1:
+        return img
+    return bicubic_resize(img, (max(1, round(img.width * factor)), max(1, round(img.height * factor))))
+
+
+def build_train_arrays(folder, scale=SCALE, size=PATCH_SIZE, stride=STRIDE, scales=(1.0,)):
+    """Patch pairs of every image in ``folder``, and of its copies resized by each factor of
+    ``scales`` (1 = the image itself): (lr, hr), each uint8 (N, size, size, 3)."""
     lrs, hrs = [], []
     for path in list_images(folder):
-        lr, hr = make_pair(load_rgb(path), scale)
-        lrs.append(extract_patches(lr, size, stride))
-        hrs.append(extract_patches(hr, size, stride))
+        img = load_rgb(path)
+        for factor in scales:
+            lr, hr = make_pair(rescaled(img, factor), scale)
+            lrs.append(extract_patches(lr, size, stride))
+            hrs.append(extract_patches(hr, size, stride))
     lr, hr = np.concatenate(lrs), np.concatenate(hrs)
     if len(lr) == 0:
         raise UserError(f"the images in {folder} are all smaller than one {size}x{size} patch")
@@ -98,12 +110,13 @@ def _write_h5(path, fill):
     atomic_write(path, write)
 
 
-def write_train_h5(folder, path, scale=SCALE, size=PATCH_SIZE, stride=STRIDE):
-    """Build the training patches of ``folder`` into the HDF5 file ``path``; returns the patch count."""
-    lr, hr = build_train_arrays(folder, scale, size, stride)
+def write_train_h5(folder, path, scale=SCALE, size=PATCH_SIZE, stride=STRIDE, scales=(1.0,)):
+    """Build the training patches of ``folder`` (see :func:`build_train_arrays`) into the HDF5 file
+    ``path``; returns the patch count."""
+    lr, hr = build_train_arrays(folder, scale, size, stride, scales)
 
     def fill(f):
-        f.attrs.update(kind="train", scale=scale, patch_size=size, stride=stride)
+        f.attrs.update(kind="train", scale=scale, patch_size=size, stride=stride, scales=list(scales))
         f.create_dataset("lr", data=lr)
         f.create_dataset("hr", data=hr)
     _write_h5(path, fill)
@@ -204,17 +217,43 @@ class TestDataset(torch.utils.data.Dataset):
         return self.images[i]
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _factors(text):
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0 < v <= 1 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated factors in (0, 1], got {text!r}")
+    return values
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Build an HDF5 file of x3 LR/HR pairs from an image folder.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("folder", help="folder of HR images")
     p.add_argument("output", help="HDF5 file to write")
     p.add_argument("--kind", choices=["train", "test"], required=True,
-                   help="train: 33x33 patches at stride 14; test: whole images")
+                   help="train: 33x33 patches; test: whole images")
+    p.add_argument("--stride", type=_positive_int, default=STRIDE, help="train: pixels between patches")
+    p.add_argument("--scales", type=_factors, default=(1.0,),
+                   help="train: comma-separated resize factors in (0, 1] of each image to cut patches from, "
+                        "e.g. 1,0.9,0.8,0.7,0.6 (FSRCNN's down-scaled copies)")
     args = p.parse_args(argv)
+    if args.kind == "test" and (args.stride != STRIDE or args.scales != (1.0,)):
+        p.error("--stride and --scales apply to --kind train only")
     try:
         if args.kind == "train":
-            n = write_train_h5(args.folder, args.output)
+            n = write_train_h5(args.folder, args.output, stride=args.stride, scales=args.scales)
             print(f"wrote {n} patch pairs to {args.output}")
         else:
             n = write_test_h5(args.folder, args.output)

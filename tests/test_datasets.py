@@ -44,6 +44,27 @@ def test_h5_files_round_trip_as_uint8(image_folder, tmp_path):
     assert names == ["img0", "img1", "img2"]
 
 
+def test_down_scaled_copies_and_stride_add_patches(image_folder, tmp_path):
+    base, _ = build_train_arrays(image_folder)
+    lr, hr = build_train_arrays(image_folder, scales=(1.0, 0.8))
+    np.testing.assert_array_equal(lr[:8], base[:8])  # img0 itself first, then its 0.8 copy
+    # the 0.8 copies are 48x60 -> 4, 38x38 -> 1 and 56x42 (54x42 cropped) -> 2 patches
+    assert len(lr) == len(base) + 4 + 1 + 2
+    small = Image.open(f"{image_folder}/img0.png").convert("RGB").resize((60, 48), Image.BICUBIC)
+    np.testing.assert_array_equal(hr[8], np.asarray(small)[:33, :33])
+    dense, _ = build_train_arrays(image_folder, stride=7)
+    assert len(dense) > 3 * len(base)
+    n = write_train_h5(image_folder, tmp_path / "t.h5", stride=7, scales=(1.0, 0.8))
+    with h5py.File(tmp_path / "t.h5") as f:
+        assert n == len(f["lr"]) and f.attrs["stride"] == 7 and list(f.attrs["scales"]) == [1.0, 0.8]
+    assert datasets.main([image_folder, str(tmp_path / "u.h5"), "--kind", "train", "--scales", "1,0.8"]) is None
+    assert len(TrainDataset(str(tmp_path / "u.h5"))) == len(lr)
+    for bad in (["--scales", "1.5"], ["--scales", "0"], ["--scales", "1,1"], ["--scales", "a"], ["--stride", "0"]):
+        with pytest.raises(SystemExit):
+            datasets.main([image_folder, str(tmp_path / "v.h5"), "--kind", "train", *bad])
+    assert not (tmp_path / "v.h5").exists()
+
+
 def test_broken_data_files_are_refused_clearly(tmp_path, image_folder):
     empty = tmp_path / "empty"
     empty.mkdir()
