@@ -1,0 +1,31 @@
+"""The --cuda paths on a real GPU: skipped, saying so, where there is none (CI has none)."""
+import numpy as np
+import pytest
+import torch
+
+from model import SRCNN
+from super_resolve import apply_network_float
+from utils import load_checkpoint
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+def test_gpu_inference_matches_the_cpu():
+    torch.manual_seed(0)
+    model = SRCNN().eval()
+    img = np.random.default_rng(0).integers(0, 256, (97, 130, 3), dtype=np.uint8)
+    cpu = apply_network_float(model, img, torch.device("cpu"), tile=40)
+    gpu = apply_network_float(model.cuda(), img, torch.device("cuda"), tile=40)
+    assert (gpu - cpu).abs().max() < 1e-3  # cuDNN may use TF32; a quantisation step is 3.9e-3
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_train_on_gpu_then_resume_and_evaluate_on_cpu(tiny_run, tmp_path, amp):
+    out = tiny_run("train", "--cuda", "--lr=0.001", "--num-epoch=2", *(["--amp"] if amp else []))
+    ckpt = load_checkpoint(out / "checkpoint.last")
+    assert ckpt["epoch"] == 2 and ckpt["args"]["cuda"] and all(t.device.type == "cpu" for t in
+                                                               ckpt["state_dict"].values())
+    import main
+    main.main(["resume", str(out / "checkpoint.last"), "--num-epoch=3", "--no-cuda"])
+    again = load_checkpoint(out / "checkpoint.last")
+    assert again["epoch"] == 3 and np.isfinite(again["psnr"])
