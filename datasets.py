@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from utils import UserError, atomic_write
+from utils import UserError, atomic_write, positive_int
 
 SCALE = 3
 PATCH_SIZE = 33
@@ -217,16 +217,6 @@ class TestDataset(torch.utils.data.Dataset):
         return self.images[i]
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _factors(text):
     try:
         values = tuple(float(t) for t in text.split(","))
@@ -244,7 +234,7 @@ def main(argv=None):
     p.add_argument("output", help="HDF5 file to write")
     p.add_argument("--kind", choices=["train", "test"], required=True,
                    help="train: 33x33 patches; test: whole images")
-    p.add_argument("--stride", type=_positive_int, default=STRIDE, help="train: pixels between patches")
+    p.add_argument("--stride", type=positive_int, default=STRIDE, help="train: pixels between patches")
     p.add_argument("--scales", type=_factors, default=(1.0,),
                    help="train: comma-separated resize factors in (0, 1] of each image to cut patches from, "
                         "e.g. 1,0.9,0.8,0.7,0.6 (FSRCNN's down-scaled copies)")

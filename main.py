@@ -27,7 +27,7 @@ from info import Info
 from model import SRCNN
 from super_resolve import apply_network, load_model
 from utils import (CHECKPOINT_VERSION, MODEL_NAME, UserError, choose_device, image_metrics, keep_freed_memory,
-                   RGB_TO_YCBCR, load_checkpoint, mean_metrics, save_checkpoint, set_seed)
+                   non_negative_float, non_negative_int, positive_float, positive_int, RGB_TO_YCBCR, load_checkpoint, mean_metrics, save_checkpoint, set_seed)
 
 DEFAULT_TRAIN = ("data/T91_x3_train.h5", "data/T91")  # (file, folder it is built from on first use)
 DEFAULT_TEST = ("data/Set5_x3_test.h5", "data/Set5")
@@ -47,22 +47,6 @@ class Interrupted(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _number(kind, minimum, inclusive):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"{text} must be {'>=' if inclusive else '>'} {minimum}")
-        return value
-    return parse
-
-
-positive_int, positive_float = _number(int, 0, False), _number(float, 0.0, False)
-non_negative_float, non_negative_int = _number(float, 0.0, True), _number(int, 0, True)
 
 
 def add_training_flags(p, defaults):

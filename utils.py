@@ -1,8 +1,10 @@
-"""Pure helpers shared by the CLIs: metrics, colour conversion, checkpoint I/O, seeding, devices.
+"""Pure helpers shared by the CLIs: metrics, colour conversion, checkpoint I/O, seeding, devices,
+number arguments.
 
 Image conventions: 8-bit images are numpy ``uint8`` arrays of shape (H, W, 3) in RGB order;
 float images are in [0, 255] unless a docstring says otherwise.
 """
+import argparse
 import ctypes
 import math
 import os
@@ -19,6 +21,24 @@ MODEL_NAME = "SRCNN"
 
 class UserError(Exception):
     """A problem with what the user asked for or gave us; the CLIs print it as one line and exit 2."""
+
+
+# Command-line number types: argparse turns their ArgumentTypeError into a one-line usage error.
+def _number(kind, minimum, inclusive):
+    """An argparse type: a ``kind`` number that is finite and above (or, ``inclusive``, at least) ``minimum``."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>=' if inclusive else '>'} {minimum}")
+        return value
+    return parse
+
+
+positive_int, positive_float = _number(int, 0, False), _number(float, 0.0, False)
+non_negative_float, non_negative_int = _number(float, 0.0, True), _number(int, 0, True)
 
 
 # --------------------------------------------------------------------------- colour
