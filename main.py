@@ -27,7 +27,8 @@ from info import Info
 from model import SRCNN
 from super_resolve import apply_network, load_model
 from utils import (CHECKPOINT_VERSION, MODEL_NAME, UserError, choose_device, image_metrics, keep_freed_memory,
-                   non_negative_float, non_negative_int, positive_float, positive_int, RGB_TO_YCBCR, load_checkpoint, mean_metrics, save_checkpoint, set_seed)
+                   load_checkpoint, mean_metrics, non_negative_float, non_negative_int, positive_float, positive_int,
+                   RGB_TO_YCBCR, save_checkpoint, set_seed)
 
 DEFAULT_TRAIN = ("data/T91_x3_train.h5", "data/T91")  # (file, folder it is built from on first use)
 DEFAULT_TEST = ("data/Set5_x3_test.h5", "data/Set5")
