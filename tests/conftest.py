@@ -1,5 +1,6 @@
-"""Shared fixtures. Real-image tests read SRCNN_DATA (a folder holding T91/ and Set5/), which
-.ci/run points at ../shared/data; without it they are skipped and say why."""
+"""Shared fixtures. Real-image tests read the repository's data/ (T91/ and Set5/ are committed);
+SRCNN_DATA, a folder holding image sets, overrides it. The benchmark sets that are not shipped
+(Set14/, BSD100/) are looked for there too and in ../shared/data; tests that need them skip saying so."""
 import os
 import sys
 
@@ -12,14 +13,13 @@ sys.path.insert(0, ROOT)
 
 
 def real_data(subset):
-    """Path of a real image set, or skip the test saying what is missing."""
-    base = os.environ.get("SRCNN_DATA")
-    if not base:
-        pytest.skip("SRCNN_DATA is not set (point it at a folder with T91/ and Set5/, e.g. ../shared/data)")
-    path = os.path.join(base, subset)
-    if not os.path.isdir(path):
-        pytest.skip(f"real data missing: {path} is not a folder")
-    return path
+    """Path of a real image set, or skip the test saying what is missing and where to get it."""
+    bases = [os.environ.get("SRCNN_DATA"), os.path.join(ROOT, "data"), os.path.join(ROOT, "..", "shared", "data")]
+    for base in filter(None, bases):
+        if os.path.isdir(os.path.join(base, subset)):
+            return os.path.join(base, subset)
+    pytest.skip(f"real data missing: no {subset}/ in data/, $SRCNN_DATA or ../shared/data "
+                f"(data/README.md says where to get it)")
 
 
 @pytest.fixture
