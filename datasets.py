@@ -1,14 +1,16 @@
 """Training and test data: LR/HR pairs built from image folders, stored as 8-bit HDF5 files.
 
 The recipe is the classic one of Dong et al. (2016): the HR image is cropped to a multiple of the
-scale, the LR input is that image bicubic-downscaled by the scale and bicubic-upscaled back (Pillow's
-bicubic), so input and target have the same size. Training pairs are 33x33 patches cut at stride 14
+scale (2, 3 or 4; 3 is the assignment's), the LR input is that image bicubic-downscaled by the scale
+and bicubic-upscaled back (Pillow's bicubic), so input and target have the same size. Each file
+records its scale, and readers refuse a file of another scale. Training pairs are 33x33 patches cut at stride 14
 (21,884 of them from T91); ``--scales`` adds down-scaled copies of each training image first, as
 FSRCNN (Dong et al., ECCV 2016) does, and ``--stride`` cuts patches closer together. Test images
 are kept whole. Everything is stored as uint8 (H, W, 3):
 exact, and a quarter of the size of float32.
 
-Run on its own to build a file:  python datasets.py FOLDER OUT.h5 --kind train|test [--scales 1,0.9] [--stride 14]
+Run on its own to build a file:
+    python datasets.py FOLDER OUT.h5 --kind train|test [--scale 3] [--scales 1,0.9] [--stride 14]
 """
 import argparse
 import os
@@ -19,9 +21,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from utils import UserError, atomic_write, positive_int
+from utils import HelpFormatter, UserError, atomic_write, positive_int
 
-SCALE = 3
+SCALE = 3  # the assignment's upscaling factor, the default everywhere
+SCALES = (2, 3, 4)  # the factors Dong et al. (2016) report
 PATCH_SIZE = 33
 STRIDE = 14
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm")
@@ -137,7 +140,13 @@ def write_test_h5(folder, path, scale=SCALE):
     return len(images)
 
 
-def _open_h5(path, kind):
+def default_data(kind, scale):
+    """(HDF5 file, image folder it is built from) of the default training or test set at ``scale``."""
+    folder = "data/T91" if kind == "train" else "data/Set5"
+    return f"{folder}_x{scale}_{kind}.h5", folder
+
+
+def _open_h5(path, kind, scale):
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -146,6 +155,11 @@ def _open_h5(path, kind):
     if found != kind:
         f.close()
         raise UserError(f"{path} is not a {kind} set of this project (its kind is {found!r})")
+    found = int(f.attrs.get("scale", SCALE))
+    if found != scale:
+        f.close()
+        raise UserError(f"{path} holds x{found} pairs, but x{scale} was asked for; "
+                        f"build an x{scale} file with: python datasets.py FOLDER OUT.h5 --kind {kind} --scale {scale}")
     return f
 
 
@@ -165,11 +179,12 @@ class TrainDataset(torch.utils.data.Dataset):
     Items are (lr, hr) float32 tensors (3, H, W) in [0, 1]; the trainer indexes ``lr``/``hr`` directly.
     """
 
-    def __init__(self, source):
+    def __init__(self, source, scale=SCALE):
+        self.scale = scale
         if os.path.isdir(source):
-            lr, hr = build_train_arrays(source)
+            lr, hr = build_train_arrays(source, scale)
         elif os.path.isfile(source):
-            with _open_h5(source, "train") as f:
+            with _open_h5(source, "train", scale) as f:
                 try:
                     lr, hr = f["lr"][()], f["hr"][()]
                 except (KeyError, OSError) as e:
@@ -192,12 +207,13 @@ class TestDataset(torch.utils.data.Dataset):
 
     ``source`` is an HDF5 file written by :func:`write_test_h5` or an image folder."""
 
-    def __init__(self, source):
+    def __init__(self, source, scale=SCALE):
+        self.scale = scale
         if os.path.isdir(source):
-            self.images = build_test_images(source)
+            self.images = build_test_images(source, scale)
         elif os.path.isfile(source):
             self.images = []
-            with _open_h5(source, "test") as f:
+            with _open_h5(source, "test", scale) as f:
                 for name in f:
                     try:
                         lr, hr = f[name]["lr"][()], f[name]["hr"][()]
@@ -228,12 +244,13 @@ def _factors(text):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Build an HDF5 file of x3 LR/HR pairs from an image folder.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="Build an HDF5 file of LR/HR pairs from an image folder.",
+                                formatter_class=HelpFormatter)
     p.add_argument("folder", help="folder of HR images")
     p.add_argument("output", help="HDF5 file to write")
     p.add_argument("--kind", choices=["train", "test"], required=True,
                    help="train: 33x33 patches; test: whole images")
+    p.add_argument("--scale", type=int, choices=SCALES, default=SCALE, help="upscaling factor")
     p.add_argument("--stride", type=positive_int, default=STRIDE, help="train: pixels between patches")
     p.add_argument("--scales", type=_factors, default=(1.0,),
                    help="train: comma-separated resize factors in (0, 1] of each image to cut patches from, "
@@ -243,10 +260,10 @@ def main(argv=None):
         p.error("--stride and --scales apply to --kind train only")
     try:
         if args.kind == "train":
-            n = write_train_h5(args.folder, args.output, stride=args.stride, scales=args.scales)
+            n = write_train_h5(args.folder, args.output, args.scale, stride=args.stride, scales=args.scales)
             print(f"wrote {n} patch pairs to {args.output}")
         else:
-            n = write_test_h5(args.folder, args.output)
+            n = write_test_h5(args.folder, args.output, args.scale)
             print(f"wrote {n} image pairs to {args.output}")
     except UserError as e:
         sys.exit(f"error: {e}")

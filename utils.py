@@ -37,6 +37,15 @@ def _number(kind, minimum, inclusive):
     return parse
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default in ``--help``, except the defaults that say nothing (None, False)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 positive_int, positive_float = _number(int, 0, False), _number(float, 0.0, False)
 non_negative_float, non_negative_int = _number(float, 0.0, True), _number(int, 0, True)
 
@@ -116,16 +125,19 @@ def ssim(a, b, border=0, data_range=255.0):
 
 def image_metrics(output, target, border=3):
     """Scores of one 8-bit RGB output against its 8-bit RGB ground truth, as the SR literature
-    reports them: PSNR and SSIM on the BT.601 Y channel and PSNR on RGB, ``border`` pixels shaved.
+    reports them: PSNR and SSIM on the BT.601 Y channel and PSNR on RGB, ``border`` pixels shaved
+    (the literature shaves the scale), and the Y-PSNR of the whole image, edges included.
 
-    Returns ``{"y_psnr": dB, "y_ssim": float, "rgb_psnr": dB}``. Average these over images, not batches.
+    Returns ``{"y_psnr": dB, "y_ssim": float, "rgb_psnr": dB, "y_psnr_whole": dB}``. Average these
+    over images, not batches.
     """
     if output.dtype != np.uint8 or target.dtype != np.uint8:
         raise TypeError("image_metrics scores 8-bit images; quantise the network output first")
     y_out, y_tgt = rgb_to_y(output), rgb_to_y(target)
     return {"y_psnr": psnr(y_out, y_tgt, border),
             "y_ssim": ssim(y_out, y_tgt, border),
-            "rgb_psnr": psnr(output, target, border)}
+            "rgb_psnr": psnr(output, target, border),
+            "y_psnr_whole": psnr(y_out, y_tgt)}
 
 
 def mean_metrics(rows):
@@ -162,6 +174,18 @@ def choose_device(cuda, local_rank=0):
     if not torch.cuda.is_available():
         raise UserError("--cuda was given but no CUDA device is available; drop --cuda to run on the CPU")
     return torch.device("cuda", local_rank)
+
+
+def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU has bfloat16 arithmetic instructions (x86 AVX512-BF16 or AMX-BF16, Arm BF16), by
+    the kernel's CPU flags; None where they cannot be read. Without them, bfloat16 convolutions are
+    emulated and run slower than float32."""
+    try:
+        with open(cpuinfo) as f:
+            flags = {word for line in f if line.startswith(("flags", "Features")) for word in line.split()}
+    except OSError:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def keep_freed_memory():
