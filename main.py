@@ -17,21 +17,19 @@ import signal
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from datasets import TestDataset, TrainDataset, write_test_h5, write_train_h5
+from datasets import SCALE, SCALES, TestDataset, TrainDataset, default_data, write_test_h5, write_train_h5
 from info import Info
 from model import SRCNN
-from super_resolve import apply_network, load_model
-from utils import (CHECKPOINT_VERSION, MODEL_NAME, UserError, choose_device, image_metrics, keep_freed_memory,
+from evaluation import evaluate_checkpoint, evaluate_model, plot_history
+from inference import PRECISIONS, checkpoint_scale, load_model
+from utils import (CHECKPOINT_VERSION, MODEL_NAME, HelpFormatter, UserError, choose_device, cpu_has_bf16, keep_freed_memory,
                    load_checkpoint, mean_metrics, non_negative_float, non_negative_int, positive_float, positive_int,
                    RGB_TO_YCBCR, save_checkpoint, set_seed)
 
-DEFAULT_TRAIN = ("data/T91_x3_train.h5", "data/T91")  # (file, folder it is built from on first use)
-DEFAULT_TEST = ("data/Set5_x3_test.h5", "data/Set5")
 EXIT_INTERRUPTED = 130  # the shell's convention for "stopped by SIGINT"
 
 
@@ -63,11 +61,12 @@ def add_training_flags(p, defaults):
     add("--num-epoch", type=positive_int, default=100, help="train until this many epochs are complete")
     add("--save-freq", "--savefreq", dest="save_freq", type=positive_int, default=10,
         help="write checkpoint.{epoch} every this many epochs")
-    add("--train-data", default=DEFAULT_TRAIN[0],
-        help=f"training set: an .h5 file from datasets.py or an image folder ({DEFAULT_TRAIN[0]} is built "
-             f"from {DEFAULT_TRAIN[1]} on first use)")
-    add("--test-data", default=DEFAULT_TEST[0],
-        help=f"test set: an .h5 file or an image folder ({DEFAULT_TEST[0]} is built from {DEFAULT_TEST[1]})")
+    if defaults:  # the model's scale is fixed for the run: resume takes it from the checkpoint
+        p.add_argument("--scale", type=int, choices=SCALES, default=SCALE, help="upscaling factor")
+    add("--train-data", help="training set: an .h5 file from datasets.py or an image folder (default: "
+        "data/T91_x{scale}_train.h5, built from data/T91 on first use)")
+    add("--test-data", help="test set: an .h5 file or an image folder (default: data/Set5_x{scale}_test.h5, "
+        "built from data/Set5 on first use)")
     add("--out-dir", default=None, help="folder for checkpoints, config.json and TensorBoard logs "
         "(train: runs/<date-time>; resume: the checkpoint's folder)")
     add("--seed", type=int, default=0, help="seeds the initial weights and the data order")
@@ -81,12 +80,18 @@ def add_training_flags(p, defaults):
     add("--init", choices=["default", "identity"], default="default",
         help="initial weights: PyTorch's default, or 'identity': the network starts as an exact copy "
              "of its bicubic input and learns the correction")
+    add("--init-from", metavar="CHECKPOINT",
+        help="start from the weights of this checkpoint (e.g. the x3 model for an x2 or x4 one, as FSRCNN "
+             "does); overrides --init")
     add("--loss", choices=["rgb", "ycbcr"], default="rgb",
         help="mean squared error over R, G and B, or over BT.601 Y plus --chroma-weight times Cb and Cr "
              "(the test score is on Y)")
     add("--chroma-weight", type=non_negative_float, default=1.0, help="weight of Cb and Cr in --loss ycbcr")
     add("--loss-border", type=non_negative_int, default=0,
-        help="leave this many pixels at each patch edge out of the loss (6 = those that see the zero padding)")
+        help="leave this many pixels at each patch edge out of the loss. 6, the receptive radius, trains only "
+             "on outputs whose whole 13x13 input window lies inside the patch (Dong et al. 2016 trained on these "
+             "alone), so nothing is learnt from the convolutions' zero padding, which inference never shows the "
+             "network: it mirrors the image edge instead")
     add("--augment", action="store_true", default=False,
         help="random flips and 90-degree rotations of each batch (the 8 symmetries of a square)")
     add("--amp", action="store_true", default=False, help="bfloat16 autocast (CPU and CUDA)")
@@ -97,9 +102,9 @@ def add_training_flags(p, defaults):
 
 def build_parser():
     p = Parser(description="Train and inspect SRCNN x3 super-resolution models.",
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{train,resume,inspect,evaluate}")  # all Parser
-    kw = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    kw = dict(formatter_class=HelpFormatter)
     t = sub.add_parser("train", help="train a new model", **kw)
     add_training_flags(t, defaults=True)
     t.set_defaults(func=cmd_train)
@@ -113,25 +118,33 @@ def build_parser():
     i.set_defaults(func=cmd_inspect)
     e = sub.add_parser("evaluate", help="score a checkpoint and bicubic, per image", **kw)
     e.add_argument("checkpoint")
-    e.add_argument("--data", default=DEFAULT_TEST[0], help="test set: an .h5 file or an image folder")
+    e.add_argument("--data", help="test set: an .h5 file or an image folder (default: data/Set5_x{scale}_test.h5 "
+                   "at the checkpoint's scale, built from data/Set5 on first use)")
+    e.add_argument("--self-ensemble", action="store_true",
+                   help="also score the average over the 8 flips and rotations of each input")
     e.add_argument("--save-images", metavar="DIR", help="write a comparison picture per image here")
     e.add_argument("--cuda", action="store_true", help="run the network on the GPU")
+    e.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="arithmetic of the network")
     e.set_defaults(func=cmd_evaluate)
     return p
 
 
 # --------------------------------------------------------------------------- data
 
-def resolve_data(path, default, build):
-    """The data path to read: ``default`` is built from its folder on first use."""
-    file, folder = default
-    if path == file and not os.path.exists(file):
+def resolve_data(path, kind, scale):
+    """The data path to read: ``path``, or when None the default file of ``kind`` ("train" or "test")
+    at ``scale``, built from its image folder on first use."""
+    if path is not None:
+        return path
+    file, folder = default_data(kind, scale)
+    if not os.path.exists(file):
         if not os.path.isdir(folder):
             raise UserError(f"no data: {file} does not exist and there is no {folder} to build it from; "
-                            f"link or copy the images there, or pass a folder or .h5 file")
+                            f"the repository ships {folder}: restore it with `git checkout -- {folder}`, "
+                            f"or pass a folder or .h5 file")
         print(f"building {file} from {folder} ...", flush=True)
-        build(folder, file)
-    return path
+        (write_train_h5 if kind == "train" else write_test_h5)(folder, file, scale)
+    return file
 
 
 # --------------------------------------------------------------------------- training
@@ -258,14 +271,6 @@ def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx,
     return loss_sum / n_batches
 
 
-def evaluate_model(model, test_set, device):
-    """Run ``model`` on each image of ``test_set``; returns (metrics per image, 8-bit outputs), in order.
-    Metrics as :func:`utils.image_metrics`: Y channel, border 3, on the quantised output."""
-    model.eval()
-    outputs = [apply_network(model, lr, device) for _, lr, _ in test_set]
-    return [image_metrics(sr, hr) for sr, (_, _, hr) in zip(outputs, test_set)], outputs
-
-
 def training_args(args):
     """The training arguments of a parsed command line as a plain dict (no subcommand bookkeeping)."""
     return {k: v for k, v in vars(args).items() if k not in ("func", "command", "checkpoint")}
@@ -348,15 +353,23 @@ def run_training(args, ckpt=None):
     try:
         set_seed(args.seed)
         keep_freed_memory()
-        train_set = TrainDataset(resolve_data(args.train_data, DEFAULT_TRAIN, write_train_h5))
-        test_set = TestDataset(resolve_data(args.test_data, DEFAULT_TEST, write_test_h5))
+        if args.amp and device.type == "cpu" and cpu_has_bf16() is False and rank == 0:
+            print("warning: this CPU has no bfloat16 instructions, so --amp will train slower than without it",
+                  file=sys.stderr, flush=True)
+        train_set = TrainDataset(resolve_data(args.train_data, "train", args.scale), args.scale)
+        test_set = TestDataset(resolve_data(args.test_data, "test", args.scale), args.scale)
         if len(train_set) < args.batch_size:
             raise UserError(f"the training set has {len(train_set)} patches, fewer than one batch of {args.batch_size}")
         if 2 * args.loss_border >= min(train_set.hr.shape[1:3]):
             raise UserError(f"--loss-border {args.loss_border} leaves nothing of the "
                             f"{train_set.hr.shape[1]}x{train_set.hr.shape[2]} patches")
         model = SRCNN()
-        if args.init == "identity":
+        if args.init_from and ckpt is None:
+            start = load_model(args.init_from, torch.device("cpu"))[0]
+            if start.init_kwargs != model.init_kwargs:
+                raise UserError(f"--init-from {args.init_from} holds a different network: {start.init_kwargs}")
+            model.load_state_dict(start.state_dict())
+        elif args.init == "identity":
             identity_init(model)
         model = model.to(device, memory_format=torch.channels_last)
         optimizer = make_optimizer(model, args)
@@ -422,15 +435,16 @@ def train_loop(net, model, optimizer, train_set, test_set, args, info, progress,
                             f"{'' if os.path.exists(kept) else ' (none yet)'}; try a lower --lr") from None
         progress.update(epoch=epoch, batch=0, loss_sum=0.0)
         if main_proc:
-            rows, outputs = evaluate_model(model, test_set, ctx["device"])
+            rows, outputs = evaluate_model(model, test_set)
             m = mean_metrics(rows)
             seconds = time.time() - started
             progress["psnr"] = m["y_psnr"]
             progress["history"] = progress["history"] + [{"epoch": epoch, "loss": loss, "seconds": seconds, **m}]
             best = m["y_psnr"] > progress["best_psnr"]
             progress["best_psnr"] = max(m["y_psnr"], progress["best_psnr"])
-            print(f"epoch {epoch:4d}/{args.num_epoch}  loss {loss:.6f}  Set PSNR-Y {m['y_psnr']:.3f} dB  "
-                  f"SSIM-Y {m['y_ssim']:.4f}  {seconds:.1f}s{'  (best)' if best else ''}", flush=True)
+            print(f"epoch {epoch:4d}/{args.num_epoch}  loss {loss:.6f}  test PSNR-Y {m['y_psnr']:.3f} dB "
+                  f"(whole image {m['y_psnr_whole']:.3f})  SSIM-Y {m['y_ssim']:.4f}  {seconds:.1f}s"
+                  f"{'  (best)' if best else ''}", flush=True)
             log_epoch(writer, test_set, outputs, epoch, loss, m,
                       images=epoch % args.save_freq == 0 or epoch == args.num_epoch)
             save("checkpoint.last")
@@ -486,9 +500,14 @@ def cmd_inspect(args):
     print(f"model:      {ckpt['model_name']} {ckpt['model_kwargs']}, "
           f"{sum(v.numel() for v in ckpt['state_dict'].values())} parameters")
     print(f"epoch:      {ckpt['epoch']}" + (f" (+{ckpt['batch']} batches of the next)" if ckpt.get("batch") else ""))
-    psnr = ckpt.get("psnr")
-    print(f"test PSNR:  {'n/a (saved mid-epoch)' if psnr is None else f'{psnr:.3f} dB'} (Y channel, border 3)"
+    scale = checkpoint_scale(ckpt)
+    print(f"scale:      x{scale}")
+    psnr, last = ckpt.get("psnr"), (ckpt.get("history") or [{}])[-1]
+    whole = last.get("y_psnr_whole") if psnr is not None else None
+    print(f"test PSNR:  {'n/a (saved mid-epoch)' if psnr is None else f'{psnr:.3f} dB'} (Y channel, border {scale})"
           f"; best {ckpt.get('best_psnr', float('nan')):.3f} dB")
+    print(f"whole:      {'n/a (not recorded)' if whole is None else f'{whole:.3f} dB'} "
+          f"(Y channel, whole image, edges included)")
     print("arguments:")
     for k, v in sorted(ckpt["args"].items()):
         print(f"  {k:18s} {v}")
@@ -496,78 +515,16 @@ def cmd_inspect(args):
     for k, v in Info.from_dict(ckpt["info"]).to_dict().items():
         print(f"  {k:18s} {v}")
     if args.plot:
-        plot_history(ckpt["history"], args.plot)
+        plot_history(ckpt["history"], args.plot, scale, ckpt["args"].get("test_data"))
         print(f"wrote {args.plot}")
-
-
-def plot_history(history, path):
-    """Test Y-PSNR per epoch, with the bicubic baseline and the paper's 9-1-5 and 9-5-5 figures."""
-    if not history:
-        raise UserError("the checkpoint has no per-epoch history to plot")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot([h["epoch"] for h in history], [h["y_psnr"] for h in history], label="this model (test set)")
-    # Set5 x3, Y channel: bicubic measured on this pipeline; SRCNN figures from Dong et al. 2016.
-    for value, label, style in [(30.40, "bicubic 30.40", ":"), (32.39, "paper 9-1-5, 91 images 32.39", "--"),
-                                (32.75, "paper 9-5-5, ImageNet 32.75", "-.")]:
-        ax.axhline(value, color="gray", linestyle=style, label=label)
-    ax.set(xlabel="epoch", ylabel="PSNR-Y (dB)", ylim=(30.0, max(33.0, max(h["y_psnr"] for h in history) + 0.1)))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def cmd_evaluate(args):
     device = choose_device(args.cuda)
-    model, _ = load_model(args.checkpoint, device)
-    test_set = TestDataset(resolve_data(args.data, DEFAULT_TEST, write_test_h5))
-    rows, outputs = evaluate_model(model, test_set, device)
-    bicubic = [image_metrics(lr, hr) for _, lr, hr in test_set]
-    print(f"{'image':12s} {'bicubic Y-PSNR':>14s} {'Y-SSIM':>7s} {'RGB-PSNR':>8s} | "
-          f"{'SRCNN Y-PSNR':>12s} {'Y-SSIM':>7s} {'RGB-PSNR':>8s}")
-    line = "{:12s} {y_psnr:14.3f} {y_ssim:7.4f} {rgb_psnr:8.3f} | {s[y_psnr]:12.3f} {s[y_ssim]:7.4f} {s[rgb_psnr]:8.3f}"
-    for (name, _, _), r, b in zip(test_set, rows, bicubic):
-        print(line.format(name, **b, s=r))
-    mean_sr = mean_metrics(rows)
-    print(line.format("mean", **mean_metrics(bicubic), s=mean_sr))
-    if args.save_images:
-        os.makedirs(args.save_images, exist_ok=True)
-        for (name, lr, hr), sr, r, b in zip(test_set, outputs, rows, bicubic):
-            path = os.path.join(args.save_images, f"{name}_comparison.png")
-            comparison_picture(lr, sr, hr, r, b).save(path)
-            print(f"wrote {path}")
-
-
-def comparison_picture(lr, sr, hr, sr_metrics, bicubic_metrics, zoom=4, crop=48):
-    """LR (nearest) | bicubic | SRCNN | HR side by side, labelled, over x``zoom`` crops of the
-    ``crop`` x ``crop`` window where SRCNN's output differs most from bicubic's."""
-    from PIL import Image, ImageDraw
-    h, w = hr.shape[:2]
-    small = Image.fromarray(hr).resize((w // 3, h // 3), Image.BICUBIC)
-    panels = [np.asarray(small.resize((w, h), Image.NEAREST)), lr, sr, hr]
-    labels = ["LR (nearest)", f"bicubic {bicubic_metrics['y_psnr']:.2f} dB",
-              f"SRCNN {sr_metrics['y_psnr']:.2f} dB", "HR"]
-    diff = np.abs(sr.astype(np.float32) - lr.astype(np.float32)).sum(-1)
-    c = min(crop, h, w)
-    sums = np.lib.stride_tricks.sliding_window_view(diff, (c, c))[::4, ::4].sum((-1, -2))
-    y, x = (np.array(np.unravel_index(sums.argmax(), sums.shape)) * 4).tolist()
-    zw = c * zoom
-    pad, text = 4, 16
-    cell_w = max(w, zw)
-    canvas = Image.new("RGB", (4 * cell_w + 5 * pad, text + h + zw + 3 * pad), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i, (panel, label) in enumerate(zip(panels, labels)):
-        left = pad + i * (cell_w + pad)
-        draw.text((left, 2), label, fill="black")
-        canvas.paste(Image.fromarray(panel), (left, text))
-        zoomed = Image.fromarray(panel[y:y + c, x:x + c]).resize((zw, zw), Image.NEAREST)
-        canvas.paste(zoomed, (left, text + h + 2 * pad))
-        draw.rectangle((left + x, text + y, left + x + c, text + y + c), outline="red")
-    return canvas
+    model, ckpt = load_model(args.checkpoint, device, args.precision)
+    scale = checkpoint_scale(ckpt)
+    test_set = TestDataset(resolve_data(args.data, "test", scale), scale)
+    evaluate_checkpoint(model, test_set, args.self_ensemble, args.save_images)
 
 
 def main(argv=None):

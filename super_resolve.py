@@ -1,74 +1,29 @@
-"""Inference CLI: upscale one image x3 with a trained SRCNN checkpoint.
+"""Inference CLI: upscale images with a trained SRCNN checkpoint, at the checkpoint's scale.
 
-    python super_resolve.py --checkpoint checkpoint.pth photo.png [--output out.png] [--cuda]
+    python super_resolve.py image_examples/lr/butterfly.bmp            # writes butterfly_srcnn_x3.png beside it
+    python super_resolve.py --checkpoint checkpoints/srcnn_x4.pth a.png photos/ --output-dir out/
 
-The image is upscaled x3 with bicubic interpolation and then sharpened by the network, in tiles
-whose halo covers the network's receptive field, so any size runs in bounded memory and gives the
-same result as one whole-image pass. Writes ``<stem>_srcnn_x3.png`` beside the input by default.
+Takes any number of image files and folders (their images, not sub-folders). The model is loaded
+once; each image is upscaled by bicubic interpolation and sharpened by the network (see
+``inference.py``) and written as ``<stem>_srcnn_x{scale}.png`` beside its input, in ``--output-dir``,
+or at ``--output`` for a single input. An image that cannot be read or written is reported on one
+line and skipped; the exit status is then 1.
 """
 import argparse
 import os
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
-from datasets import SCALE, bicubic_resize
-from model import SRCNN
-from utils import UserError, atomic_write, choose_device, load_checkpoint, to_tensor, to_uint8
+from datasets import IMAGE_EXTENSIONS, bicubic_resize
+from inference import PRECISIONS, TILE, checkpoint_scale, load_model, upscale
+from utils import HelpFormatter, UserError, atomic_write, choose_device, positive_int
 
-# Each output pixel depends on a 13x13 input window (9 + 1 + 5 - 2), 6 pixels either side; a halo
-# of 8 covers it with room to spare, so tiles are exact, not blended approximations.
-HALO = 8
-TILE = 256  # output pixels per tile side: ~17 MB of activations per tile at fp32 (64 channels x 264^2 x 4 B)
-
-
-def load_model(path, device):
-    """The SRCNN of a checkpoint, in eval mode on ``device``; returns (model, checkpoint)."""
-    ckpt = load_checkpoint(path)
-    model = SRCNN(**ckpt["model_kwargs"])
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit the SRCNN it describes ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), ckpt
-
-
-def apply_network(model, image, device, tile=TILE):
-    """Run ``model`` over an (H, W, 3) uint8 image (already bicubic-upscaled); returns (H, W, 3) uint8.
-
-    The image is cut into ``tile`` x ``tile`` blocks, each run with a ``HALO``-pixel margin of real
-    neighbours (zero padding only at the image's own border, as in a whole-image pass), and only the
-    block's centre is kept, quantised straight into the 8-bit result: memory stays bounded by the
-    tile, whatever the image size. ``tile=None`` runs the whole image at once."""
-    out = np.empty_like(image)
-    for (y, x), sr in _tiles(model, image, device, tile):
-        out[y:y + sr.shape[-2], x:x + sr.shape[-1]] = to_uint8(sr)
-    return out
-
-
-def apply_network_float(model, image, device, tile=TILE):
-    """As :func:`apply_network`, but returns the unquantised (1, 3, H, W) float output on the CPU."""
-    out = torch.empty(1, 3, *image.shape[:2])
-    for (y, x), sr in _tiles(model, image, device, tile):
-        out[..., y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr
-    return out
-
-
-@torch.no_grad()
-def _tiles(model, image, device, tile):
-    """Yield ((y, x), output block) over the image, each block exact (see :func:`apply_network`)."""
-    h, w = image.shape[:2]
-    tile = tile or max(h, w)
-    for y in range(0, h, tile):
-        for x in range(0, w, tile):
-            y0, x0 = max(y - HALO, 0), max(x - HALO, 0)
-            y1, x1 = min(y + tile + HALO, h), min(x + tile + HALO, w)
-            sr = model(to_tensor(image[y0:y1, x0:x1]).to(device)).float().cpu()
-            th, tw = min(tile, h - y), min(tile, w - x)
-            yield (y, x), sr[..., y - y0:y - y0 + th, x - x0:x - x0 + tw]
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint.pth")
 
 
 def read_image(path):
@@ -107,23 +62,42 @@ def _to_arrays(im):
     return np.asarray(im.convert("RGB")), alpha, gray
 
 
-def super_resolve(model, rgb, alpha, gray, device, tile=TILE):
-    """Upscale decoded arrays x3: bicubic, then the network; alpha is upscaled bicubically.
+def super_resolve(model, rgb, alpha, gray, scale, tile=TILE, self_ensemble=False):
+    """Upscale decoded arrays by ``scale`` (see :func:`inference.upscale`); alpha is upscaled bicubically.
     Returns a PIL image in mode L, LA, RGB or RGBA, like the input."""
-    h, w = rgb.shape[:2]
-    size = (w * SCALE, h * SCALE)
-    up = np.asarray(bicubic_resize(Image.fromarray(rgb), size))
-    out = Image.fromarray(apply_network(model, up, device, tile))
+    out = Image.fromarray(upscale(model, rgb, scale, tile, self_ensemble))
     if gray:
         out = out.convert("L")
     if alpha is not None:
-        out.putalpha(bicubic_resize(Image.fromarray(alpha), size))
+        out.putalpha(bicubic_resize(Image.fromarray(alpha), out.size))
     return out
 
 
-def default_output(path):
+def is_output_name(path):
+    """Whether ``path`` looks like a file this tool wrote (``*_srcnn_x2`` .. ``_x4``), so that
+    upscaling a folder twice does not upscale its own results."""
+    return any(os.path.splitext(os.path.basename(path))[0].endswith(f"_srcnn_x{s}") for s in range(2, 5))
+
+
+def expand_inputs(paths):
+    """The image files named by ``paths``: files as given, folders as their images in name order.
+    A path that does not exist is kept, to be reported when it is read."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, f) for f in os.listdir(path)
+                           if f.lower().endswith(IMAGE_EXTENSIONS) and not is_output_name(f))
+            if not found:
+                raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def default_output(path, scale, output_dir=None):
     stem = os.path.splitext(os.path.basename(path))[0]
-    return os.path.join(os.path.dirname(path), f"{stem}_srcnn_x3.png")
+    return os.path.join(output_dir or os.path.dirname(path), f"{stem}_srcnn_x{scale}.png")
 
 
 def check_output_path(path):
@@ -139,7 +113,7 @@ def check_output_path(path):
 
 
 def save_image(img, path):
-    """Write a PIL image atomically (see :func:`utils.atomic_write`)."""
+    """Write a PIL image atomically (see :func:`utils.atomic_write`); returns ``path``."""
     fmt = Image.registered_extensions()[os.path.splitext(path)[1].lower()]
     if img.mode in ("LA", "RGBA") and fmt == "JPEG":
         img = img.convert(img.mode[:-1])  # JPEG has no alpha channel
@@ -147,30 +121,85 @@ def save_image(img, path):
         atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
     except OSError as e:
         raise UserError(f"cannot write {path}: {e}") from None
+    return path
+
+
+def _read_checked(path, output):
+    check_output_path(output)
+    return read_image(path)
+
+
+def upscale_all(inputs, output_of, upscale_one):
+    """Upscale each input file into ``output_of(path)``; returns how many failed, each reported on a line.
+
+    Reading and decoding the next image and encoding and writing the last one run in worker threads
+    (Pillow releases the GIL while it decodes, encodes and compresses) while this one is upscaled."""
+    failed = 0
+
+    def report(future):
+        nonlocal failed
+        try:
+            tqdm.write(f"wrote {future.result()}")
+        except UserError as e:
+            failed += 1
+            tqdm.write(f"error: {e}", file=sys.stderr)
+
+    bar = tqdm(inputs, desc="upscaling", unit="image", disable=None if len(inputs) > 1 else True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        read = lambda i: pool.submit(_read_checked, inputs[i], output_of(inputs[i]))
+        reading, writing = read(0), None
+        for i, path in enumerate(bar):
+            current, reading = reading, read(i + 1) if i + 1 < len(inputs) else None
+            try:
+                image = upscale_one(*current.result())
+            except UserError as e:
+                failed += 1
+                tqdm.write(f"error: {e}", file=sys.stderr)
+                continue
+            if writing is not None:
+                report(writing)
+            writing = pool.submit(save_image, image, output_of(path))
+        if writing is not None:
+            report(writing)
+    return failed
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Upscale an image x3 with a trained SRCNN.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("image", help="the low-resolution input image")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file (e.g. checkpoint.pth)")
-    p.add_argument("--output", help="where to write (default: <stem>_srcnn_x3.png beside the input)")
-    p.add_argument("--cuda", action="store_true", help="run the network on the GPU")
-    p.add_argument("--tile", type=int, default=TILE, help="tile side in output pixels (memory bound)")
+    p = argparse.ArgumentParser(description="Upscale images with a trained SRCNN, at its checkpoint's scale.",
+                                formatter_class=HelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="IN", help="low-resolution image files or folders of them")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the x3 model checkpoint.pth beside this "
+                                        "script; checkpoints/srcnn_x2.pth and srcnn_x4.pth are the other scales)")
+    p.add_argument("--output", help="where to write, for a single input (default: <stem>_srcnn_x{scale}.png "
+                                    "beside the input)")
+    p.add_argument("--output-dir", help="write every output into this folder (created if missing)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the network over the 8 flips and rotations of the input (8x slower)")
+    p.add_argument("--cuda", action="store_true", help="run on the GPU: bicubic and network, 8 bits in and out")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                   help="arithmetic of the network: fp32 is the exact result; bf16 is faster on GPUs and on CPUs "
+                        "with bfloat16 instructions (README: speed and cost)")
+    p.add_argument("--tile", type=positive_int, default=TILE, help="tile side in output pixels (bounds memory)")
     args = p.parse_args(argv)
     try:
-        if args.tile < 1:
-            raise UserError("--tile must be a positive integer")
-        output = args.output or default_output(args.image)
-        check_output_path(output)
+        inputs = expand_inputs(args.inputs)
+        if args.output and (len(inputs) > 1 or args.output_dir):
+            raise UserError("--output names one file: give a single input image, or use --output-dir")
+        if args.output_dir:
+            try:
+                os.makedirs(args.output_dir, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"cannot create output folder {args.output_dir}: {e}") from None
         device = choose_device(args.cuda)
-        model, _ = load_model(args.checkpoint, device)
-        rgb, alpha, gray = read_image(args.image)
-        save_image(super_resolve(model, rgb, alpha, gray, device, args.tile), output)
+        model, ckpt = load_model(args.checkpoint or DEFAULT_CHECKPOINT, device, args.precision)
+        scale = checkpoint_scale(ckpt)
     except UserError as e:
         sys.exit(f"error: {e}")
-    print(f"wrote {output}")
-
+    failed = upscale_all(inputs, lambda path: args.output or default_output(path, scale, args.output_dir),
+                         lambda rgb, alpha, gray: super_resolve(model, rgb, alpha, gray, scale, args.tile,
+                                                                args.self_ensemble))
+    if failed:  # each failure has had its line; a summary only where there were several images
+        sys.exit(f"error: {failed} of {len(inputs)} images failed" if len(inputs) > 1 else 1)
 
 if __name__ == "__main__":
     main()

@@ -83,15 +83,57 @@ def test_inspect_reports_what_the_checkpoint_holds(tiny_run, capsys):
     assert "  name               Ada\n" in text and "  email              a@b.c\n" in text
 
 
-def test_evaluate_prints_srcnn_beside_bicubic(tiny_run, image_folder, capsys):
+def test_evaluate_prints_srcnn_beside_bicubic_whole_image_and_self_ensemble(tiny_run, image_folder, capsys):
     run = tiny_run("train", "--num-epoch=1")
     capsys.readouterr()
-    main.main(["evaluate", str(run / "checkpoint.last"), "--data", image_folder])
+    main.main(["evaluate", str(run / "checkpoint.last"), "--data", image_folder, "--self-ensemble"])
     lines = capsys.readouterr().out.splitlines()
-    assert "bicubic Y-PSNR" in lines[0] and "SRCNN Y-PSNR" in lines[0]
-    assert [l.split()[0] for l in lines[1:]] == ["img0", "img1", "img2", "mean"]
-    assert float(lines[-1].split("|")[1].split()[0]) == pytest.approx(
-        load_checkpoint(run / "checkpoint.last")["psnr"], abs=1e-3)
+    assert lines[0].startswith("x3, 3 images")
+    assert "bicubic Y-PSNR" in lines[1] and "SRCNN Y-PSNR" in lines[1] and "SRCNN+ Y-PSNR" in lines[1]
+    assert [l.split()[0] for l in lines[2:6]] == ["img0", "img1", "img2", "mean"]
+    single = [float(v) for v in lines[5].split("|")[2].split()]
+    last = load_checkpoint(run / "checkpoint.last")["history"][-1]
+    assert single[0] == pytest.approx(last["y_psnr"], abs=1e-3)  # border-shaved, as training scored it
+    assert single[1] == pytest.approx(last["y_psnr_whole"], abs=1e-3)
+    assert lines[6].startswith("network time on cpu: single pass") and "self-ensemble" in lines[6]
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_the_scale_travels_from_training_to_resume_inspect_evaluate_and_super_resolve(
+        scale, tiny_run, image_folder, tmp_path, capsys):
+    run = tiny_run("train", "--num-epoch=1", f"--scale={scale}")
+    main.main(["resume", str(run / "checkpoint.last"), "--num-epoch=2"])
+    ckpt = load_checkpoint(run / "checkpoint.last")
+    assert ckpt["args"]["scale"] == scale and ckpt["epoch"] == 2
+    capsys.readouterr()
+    main.main(["inspect", str(run / "checkpoint.last")])
+    text = capsys.readouterr().out
+    assert f"scale:      x{scale}\n" in text and f"border {scale})" in text
+    main.main(["evaluate", str(run / "checkpoint.last"), "--data", image_folder])
+    assert capsys.readouterr().out.startswith(f"x{scale}, 3 images")
+    r = _cli("super_resolve.py", "--checkpoint", str(run / "checkpoint.last"), f"{image_folder}/img1.png",
+             "--output-dir", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+    assert Image.open(tmp_path / "out" / f"img1_srcnn_x{scale}.png").size == (48 * scale, 48 * scale)
+
+
+def test_checkpoints_without_a_recorded_scale_load_as_x3(tiny_run, tmp_path, capsys):
+    run = tiny_run("train", "--num-epoch=1")
+    ckpt = load_checkpoint(run / "checkpoint.last")
+    del ckpt["args"]["scale"]
+    save_checkpoint(ckpt, tmp_path / "old.pth")
+    capsys.readouterr()
+    main.main(["inspect", str(tmp_path / "old.pth")])
+    assert "scale:      x3\n" in capsys.readouterr().out
+
+
+def test_data_of_another_scale_is_refused(image_folder, tmp_path, capsys):
+    from datasets import write_train_h5
+    write_train_h5(image_folder, tmp_path / "x2.h5", scale=2)
+    with pytest.raises(SystemExit) as e:
+        main.main(["train", "--train-data", str(tmp_path / "x2.h5"), "--test-data", image_folder, "--num-epoch=1"])
+    assert "holds x2 pairs, but x3 was asked for" in str(e.value.code)
 
 
 def _cli(*argv, cwd=ROOT):

@@ -1,4 +1,5 @@
-"""Inference: exact tiling, output naming, and every kind of input image."""
+"""Inference: exact tiling, the image edge, self-ensemble, output naming, many inputs, and every kind of
+input image."""
 import subprocess
 import sys
 
@@ -10,7 +11,9 @@ from PIL import Image
 import main
 from conftest import ROOT
 from model import SRCNN
-from super_resolve import apply_network_float, read_image, super_resolve
+from inference import (apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges,
+                       symmetry)
+from super_resolve import read_image, super_resolve
 from utils import save_checkpoint
 
 
@@ -33,14 +36,55 @@ def run(*argv):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_tiles_reproduce_the_whole_image_pass():
+def test_tiles_reproduce_the_whole_image_pass_single_and_self_ensemble():
     torch.manual_seed(1)
     model = SRCNN().eval()
     img = np.random.default_rng(0).integers(0, 256, (150, 123, 3), dtype=np.uint8)
-    whole = apply_network_float(model, img, torch.device("cpu"), tile=None)
-    for tile in (16, 37, 64):
-        tiled = apply_network_float(model, img, torch.device("cpu"), tile=tile)
-        assert (tiled - whole).abs().max() < 1e-5, tile
+    for ensemble in (False, True):
+        whole = apply_network_float(model, img, tile=None, self_ensemble=ensemble)
+        for tile in (5, 37, 64):
+            tiled = apply_network_float(model, img, tile=tile, self_ensemble=ensemble)
+            assert (tiled - whole).abs().max() < 1e-5, (tile, ensemble)
+
+
+def test_the_edge_is_the_network_on_the_mirrored_image_not_on_zeros():
+    """The output equals the network run on the image mirrored by 6 pixels (its receptive radius),
+    then cropped: no output pixel sees the convolutions' zero padding."""
+    torch.manual_seed(2)
+    model = SRCNN().eval()
+    img = np.random.default_rng(1).integers(0, 256, (40, 31, 3), dtype=np.uint8)
+    out = apply_network_float(model, img, tile=None)
+    mirrored = torch.from_numpy(np.ascontiguousarray(img[:, :, :])).permute(2, 0, 1)[None].float() / 255
+    mirrored = torch.nn.functional.pad(mirrored, (6, 6, 6, 6), mode="reflect")
+    with torch.no_grad():
+        expected = model(mirrored)[..., 6:-6, 6:-6]
+    assert (out - expected).abs().max() < 1e-5
+    zero_padded = model(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255).detach()
+    assert (out[..., 0, :] - zero_padded[..., 0, :]).abs().max() > 1e-3  # the edge differs from zero padding
+    assert pad_edges(img[:3, :3], 6).shape == (15, 15, 3)  # too small to mirror: edge pixels repeat
+
+
+def test_symmetries_are_undone_by_their_inverses_and_are_eight_distinct():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    seen = set()
+    for op in range(8):
+        y = symmetry(x, op)
+        assert torch.equal(symmetry(y, op, inverse=True), x)
+        seen.add(tuple(y.flatten().tolist()) + tuple(y.shape))
+    assert len(seen) == 8
+
+
+def test_self_ensemble_of_a_symmetric_network_is_the_single_pass():
+    """A network whose kernels are symmetric under the 8 symmetries gives the same output either way."""
+    model = SRCNN().eval()
+    with torch.no_grad():
+        for conv in (model.patch_extraction, model.nonlinear_mapping, model.reconstruction):
+            w = conv.weight
+            w.copy_(sum(symmetry(w, op) for op in range(8)) / 8)
+    img = np.random.default_rng(2).integers(0, 256, (20, 26, 3), dtype=np.uint8)
+    single = apply_network_float(model, img)
+    ensemble = apply_network_float(model, img, self_ensemble=True)
+    assert (single - ensemble).abs().max() < 1e-5
 
 
 def test_writes_stem_srcnn_x3_png_beside_the_input(checkpoint, tmp_path):
@@ -116,6 +160,38 @@ def test_super_resolve_output_matches_evaluate_pipeline():
     from datasets import make_pair
     lr_up, _ = make_pair(hr)
     small = hr.resize((9, 10), Image.BICUBIC)
-    out = super_resolve(model, np.asarray(small), None, False, torch.device("cpu"))
-    expected = main.apply_network(model, lr_up, torch.device("cpu"))
+    out = super_resolve(model, np.asarray(small), None, False, 3)
+    expected = apply_network(model, lr_up)
     np.testing.assert_array_equal(np.asarray(out), expected)
+
+
+def test_many_files_and_folders_in_one_run_with_a_bad_file_skipped(checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.bmp"):
+        Image.fromarray(np.full((6, 7, 3), 100, np.uint8)).save(folder / name)
+    (folder / "broken.png").write_bytes(b"not an image")
+    Image.fromarray(np.full((6, 7, 3), 50, np.uint8)).save(folder / "old_srcnn_x3.png")  # an earlier output
+    single = tmp_path / "c.png"
+    Image.fromarray(np.full((5, 5, 3), 10, np.uint8)).save(single)
+    r = run("--checkpoint", checkpoint, folder, single, "--output-dir", tmp_path / "out")
+    assert r.returncode == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_srcnn_x3.png", "b_srcnn_x3.png",
+                                                                    "c_srcnn_x3.png"]
+    assert Image.open(tmp_path / "out" / "b_srcnn_x3.png").size == (21, 18)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "broken.png" in errors[0] and errors[1] == "error: 1 of 4 images failed"
+    assert "Traceback" not in r.stderr
+    r = run("--checkpoint", checkpoint, folder / "a.png", single, "--output", tmp_path / "x.png")
+    assert r.returncode != 0 and "--output names one file" in r.stderr and not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_torch_bicubic_gives_pillows_pixels(scale):
+    """The GPU pipeline's bicubic (run here on the CPU) against Pillow's, on noise and on tiny images."""
+    rng = np.random.default_rng(scale)
+    for shape in [(37, 51, 3), (2, 3, 3), (1, 1, 3)]:
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        ours = bicubic_upscale_torch(torch.from_numpy(img), scale).numpy().astype(int)
+        pillow = bicubic_upscale(img, scale).astype(int)
+        np.testing.assert_array_equal(ours, pillow)
