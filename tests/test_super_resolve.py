@@ -11,7 +11,7 @@ from PIL import Image
 import main
 from conftest import ROOT
 from model import SRCNN
-from inference import (apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges,
+from inference import (apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges, prepare,
                        symmetry)
 from super_resolve import read_image, super_resolve
 from utils import save_checkpoint
@@ -195,3 +195,17 @@ def test_torch_bicubic_gives_pillows_pixels(scale):
         ours = bicubic_upscale_torch(torch.from_numpy(img), scale).numpy().astype(int)
         pillow = bicubic_upscale(img, scale).astype(int)
         np.testing.assert_array_equal(ours, pillow)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_stays_close_to_fp32_and_leaves_the_model_alone(precision):
+    torch.manual_seed(3)
+    model = SRCNN().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    img = np.random.default_rng(4).integers(0, 256, (45, 38, 3), dtype=np.uint8)
+    exact = apply_network_float(model, img)
+    reduced = prepare(model, torch.device("cpu"), precision)
+    assert reduced.patch_extraction.weight.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    diff = (apply_network_float(reduced, img) - exact).abs()
+    assert diff.max() < 0.02 and diff.mean() < 0.002, (diff.max(), diff.mean())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy was converted
