@@ -1,9 +1,9 @@
-"""Training CLI for SRCNN x3: train, resume, inspect and evaluate.
+"""Training CLI for SRCNN at x2, x3 (the default) or x4: train, resume, inspect and evaluate.
 
-    python main.py train --lr=0.001 --batch-size=128 --num-epoch=20 --save-freq=2
+    python main.py train --lr=0.001 --batch-size=128 --num-epoch=20 --save-freq=2 [--scale 3]
     python main.py resume runs/NAME/checkpoint.last --num-epoch=40
     python main.py inspect checkpoint.pth
-    python main.py evaluate checkpoint.pth --data ../shared/data/Set5
+    python main.py evaluate checkpoint.pth --data data/Set5 [--self-ensemble]
 
 A checkpoint's ``epoch`` is the number of epochs completed; ``batch`` (non-zero only in a checkpoint
 written on Ctrl-C) is the number of batches already done of the epoch after it. Under torchrun,
@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -25,7 +26,7 @@ from datasets import SCALE, SCALES, TestDataset, TrainDataset, default_data, wri
 from info import Info
 from model import SRCNN
 from evaluation import evaluate_checkpoint, evaluate_model, plot_history
-from inference import PRECISIONS, checkpoint_scale, load_model
+from inference import PRECISIONS, checkpoint_scale, load_model, symmetry
 from utils import (CHECKPOINT_VERSION, MODEL_NAME, HelpFormatter, UserError, choose_device, cpu_has_bf16, keep_freed_memory,
                    load_checkpoint, mean_metrics, non_negative_float, non_negative_int, positive_float, positive_int,
                    RGB_TO_YCBCR, save_checkpoint, set_seed)
@@ -101,7 +102,7 @@ def add_training_flags(p, defaults):
 
 
 def build_parser():
-    p = Parser(description="Train and inspect SRCNN x3 super-resolution models.",
+    p = Parser(description="Train and inspect SRCNN super-resolution models (x2, x3, x4).",
                formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{train,resume,inspect,evaluate}")  # all Parser
     kw = dict(formatter_class=HelpFormatter)
@@ -201,10 +202,8 @@ def epoch_plan(n, epoch, args):
 
 
 def augment(x, op):
-    """Apply symmetry ``op`` (0-7) of the square to a (B, H, W, C) batch; 0 is the identity."""
-    if op >= 4:
-        x = x.flip(2)
-    return torch.rot90(x, int(op) % 4, dims=(1, 2)) if op % 4 else x
+    """Apply symmetry ``op`` (0-7) of the square (:func:`inference.symmetry`) to a (B, H, W, C) batch."""
+    return symmetry(x.movedim(-1, 1), int(op)).movedim(1, -1)
 
 
 def to_input(batch, device):
@@ -236,25 +235,25 @@ def patch_loss(out, target, args):
 def train_epoch(model, optimizer, data, args, epoch, start_batch, loss_sum, ctx, stop):
     """Train one epoch from batch ``start_batch``; returns the mean loss over its batches.
 
-    ``ctx`` has device, rank and world; ``stop.requested`` says Ctrl-C was pressed."""
+    ``ctx`` is this :class:`Process`; ``stop.requested`` says Ctrl-C was pressed."""
     perm, ops, n_batches = epoch_plan(len(data), epoch, args)
-    per_rank = args.batch_size // ctx["world"]
+    per_rank = args.batch_size // ctx.world
     total = args.num_epoch * n_batches
     warmup = round(args.warmup_epochs * n_batches)
     model.train()
     bar = tqdm(range(start_batch, n_batches), initial=start_batch, total=n_batches, leave=False,
-               desc=f"epoch {epoch}", disable=None if ctx["rank"] == 0 else True, dynamic_ncols=True)
+               desc=f"epoch {epoch}", disable=None if ctx.rank == 0 else True, dynamic_ncols=True)
     for b in bar:
         factor = lr_factor((epoch - 1) * n_batches + b, total, warmup, args.schedule)
         for group in optimizer.param_groups:
             group["lr"] = args.lr * group["lr_scale"] * factor
-        start = b * args.batch_size + ctx["rank"] * per_rank
+        start = b * args.batch_size + ctx.rank * per_rank
         idx = perm[start:start + per_rank]
         lr, hr = data.lr[idx], data.hr[idx]
         if args.augment:
             lr, hr = augment(lr, ops[b]), augment(hr, ops[b])
-        lr, hr = to_input(lr, ctx["device"]), to_input(hr, ctx["device"])
-        with torch.autocast(ctx["device"].type, dtype=torch.bfloat16, enabled=args.amp):
+        lr, hr = to_input(lr, ctx.device), to_input(hr, ctx.device)
+        with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=args.amp):
             out = model(lr)
         loss = patch_loss(out.float(), hr, args)  # in float32 even under --amp (einsum would autocast)
         optimizer.zero_grad(set_to_none=True)
@@ -297,12 +296,12 @@ def agree(loss, stop_requested, ctx):
 
     One small all-reduce under torchrun, so every rank sees the same loss (and so stops on the same
     non-finite value) and every rank stops at the same batch; a plain read in a single process."""
-    if ctx["world"] == 1:
+    if ctx.world == 1:
         return loss.item(), stop_requested
     both = torch.stack([loss.float(), torch.tensor(float(stop_requested), device=loss.device)])
     dist.all_reduce(both)
     loss_sum, stops = both.tolist()
-    return loss_sum / ctx["world"], stops > 0
+    return loss_sum / ctx.world, stops > 0
 
 
 class StopFlag:
@@ -324,15 +323,23 @@ class StopFlag:
 def check_ranks_agree(model, ctx):
     """Under torchrun, fail loudly unless every process ends with bitwise identical weights."""
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    gathered = [torch.empty_like(flat) for _ in range(ctx["world"])]
+    gathered = [torch.empty_like(flat) for _ in range(ctx.world)]
     dist.all_gather(gathered, flat)
     if not all(torch.equal(flat, g) for g in gathered):
         raise RuntimeError("the processes ended with different weights")
     return True
 
 
+@dataclass(frozen=True)
+class Process:
+    """Where this training process stands: its rank among ``world`` processes and its device."""
+    rank: int
+    world: int
+    device: torch.device
+
+
 def distributed_context(args):
-    """Rank, world size and device; joins the torchrun process group when launched by torchrun."""
+    """This :class:`Process`; joins the torchrun process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = choose_device(args.cuda, local_rank)
@@ -342,13 +349,13 @@ def distributed_context(args):
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return {"rank": rank, "world": world, "device": device}
+    return Process(rank, world, device)
 
 
 def run_training(args, ckpt=None):
     """Train (or continue) a run; writes checkpoints into ``args.out_dir``. Returns the last progress dict."""
     ctx = distributed_context(args)
-    rank, world, device = ctx["rank"], ctx["world"], ctx["device"]
+    rank, world, device = ctx.rank, ctx.world, ctx.device
     main_proc = rank == 0
     try:
         set_seed(args.seed)
@@ -414,7 +421,7 @@ def run_training(args, ckpt=None):
 
 def train_loop(net, model, optimizer, train_set, test_set, args, info, progress, ctx, stop, writer):
     main_proc = writer is not None
-    save = lambda name: save_checkpoint(checkpoint_state(model, optimizer, args, info, progress, ctx["world"]),
+    save = lambda name: save_checkpoint(checkpoint_state(model, optimizer, args, info, progress, ctx.world),
                                         os.path.join(args.out_dir, name))
     for epoch in range(progress["epoch"] + 1, args.num_epoch + 1):
         started = time.time()

@@ -96,7 +96,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        pickle.dump({"format_version": 1, "x": _Payload(str(marker))}, f)
+        pickle.dump({"format_version": 1, "x": _Payload(str(marker))}, f, protocol=2)  # torch.save's protocol
     torch.save({"format_version": 1, "payload": _Payload(str(marker))}, tmp_path / "evil2.pth")
     for p in (path, tmp_path / "evil2.pth"):
         with pytest.raises(UserError, match="cannot load checkpoint"):
@@ -113,3 +113,15 @@ def test_other_formats_and_models_are_refused_saying_what_was_expected(tmp_path,
     save_checkpoint({**_ckpt(), **change}, path)
     with pytest.raises(UserError, match=message):
         load_checkpoint(path)
+
+
+def test_cpu_has_bf16_reads_the_kernels_cpu_flags(tmp_path):
+    from utils import cpu_has_bf16
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert cpu_has_bf16(info) is False
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert cpu_has_bf16(info) is True
+    info.write_text("Features\t: fp asimd bf16\n")  # Arm
+    assert cpu_has_bf16(info) is True
+    assert cpu_has_bf16(tmp_path / "missing") is None
