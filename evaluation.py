@@ -104,6 +104,7 @@ def plot_history(history, path, scale, test_data):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["y_psnr"] for h in history], label=f"this model, border {scale} shaved")
@@ -113,6 +114,7 @@ def plot_history(history, path, scale, test_data):
         for (value, label), style in zip(SET5_REFERENCE[scale], (":", "--", "-.")):
             ax.axhline(value, color="gray", linestyle=style, label=label)
     ax.set(xlabel="epoch", ylabel="test PSNR-Y (dB)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

@@ -207,3 +207,11 @@ def test_a_checkpoint_older_than_a_flag_resumes_with_its_default(tiny_run, tmp_p
     main.main(["resume", str(run / "old"), "--num-epoch=2"])
     resumed = load_checkpoint(run / "checkpoint.last")
     assert resumed["epoch"] == 2 and resumed["args"]["loss"] == "rgb" and resumed["args"]["loss_border"] == 0
+
+
+def test_inspect_plot_draws_the_history_of_any_test_set(tiny_run, tmp_path, capsys):
+    run = tiny_run("train", "--num-epoch=3")
+    main.main(["inspect", str(run / "checkpoint.last"), "--plot", str(tmp_path / "psnr.png")])
+    assert capsys.readouterr().out.endswith(f"wrote {tmp_path / 'psnr.png'}\n")
+    from PIL import Image
+    assert Image.open(tmp_path / "psnr.png").size[0] > 300
