@@ -1,7 +1,7 @@
 """Inference speed for video-sized frames, per device and precision, beside the device's arithmetic limit;
-and the peak memory of a whole super_resolve.py process on a large image.
+and the time and peak memory of whole super_resolve.py processes.
 
-    python benchmarks/inference.py [--cuda] [--precision fp32 bf16 fp16] [--size 3840x2160] [--memory-size 1400]
+    python benchmarks/inference.py [--cuda] [--precision fp32 bf16 fp16] [--size 3840x2160] [--process 1280x720]
 
 For each precision, one frame of --size output pixels (4K by default; the input is that size divided by the
 scale, 1280x720 at x3) runs end to end through `inference.upscale`: 8-bit LR in, bicubic, the network,
@@ -10,10 +10,10 @@ megapixels per second and frames per second (best of --repeat runs after a warm-
 difference from the fp32 output of the same frame (the Set5 cost: `main.py evaluate --precision`), and the
 arithmetic limit: the rate of a large matrix product in that precision, measured here on the same device,
 divided by the network's 40,000 floating-point operations (19,999 multiply-adds) per output pixel.
+First, for comparison, the plain way: Pillow's bicubic and one float32 NCHW pass over the whole image.
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +25,7 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from inference import PRECISIONS, checkpoint_scale, load_model, upscale  # noqa: E402
+from inference import PRECISIONS, bicubic_upscale, checkpoint_scale, load_model, upscale  # noqa: E402
 
 
 def synthetic(h, w, seed=0):
@@ -65,19 +65,23 @@ def network_flops_per_pixel(model):
     return 2 * sum(c.weight.numel() for c in (model.patch_extraction, model.nonlinear_mapping, model.reconstruction))
 
 
-def peak_memory(checkpoint, size, cuda):
-    """Peak resident memory (GiB) and wall time of a super_resolve.py process on a --size square image."""
+def process_run(checkpoint, w, h, precision, cuda):
+    """Wall time (s) and peak resident memory (GiB) of one whole super_resolve.py process (start, torch
+    import, model loading, decoding, upscaling, encoding) on a W x H input; returns (seconds, GiB, output size)."""
     with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "big.png")
-        Image.fromarray(synthetic(size, size)).save(src)
+        src = os.path.join(tmp, "in.png")
+        Image.fromarray(synthetic(h, w)).save(src)
         start = time.perf_counter()
-        r = subprocess.run([sys.executable, os.path.join(ROOT, "super_resolve.py"), "--checkpoint", checkpoint, src,
-                            *(["--cuda"] if cuda else [])], capture_output=True, text=True)
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "super_resolve.py"), "--checkpoint", checkpoint,
+                                 src, "--precision", precision, *(["--cuda"] if cuda else [])],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
-        if r.returncode:
-            sys.exit(r.stderr)
-        out = Image.open(r.stdout.split()[-1]).size
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20, seconds, out
+        out, err = proc.communicate()
+        if status:
+            sys.exit(err)
+        size = Image.open(out.split()[-1]).size
+    return seconds, usage.ru_maxrss / 2 ** 20, size
 
 
 def device_name(device):
@@ -103,17 +107,19 @@ def main():
     p.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=["fp32", "bf16"])
     p.add_argument("--size", type=size_arg, default=(3840, 2160), help="output frame WxH")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per figure (the best is kept)")
-    p.add_argument("--memory-size", type=int, default=0, help="also measure a super_resolve.py process on an "
-                   "image of this side (0: skip)")
+    p.add_argument("--process", type=size_arg, nargs="*", default=[], metavar="WxH",
+                   help="also time whole super_resolve.py processes on inputs of these sizes (e.g. 1280x720)")
     args = p.parse_args()
     if args.cuda and not torch.cuda.is_available():
         sys.exit("error: --cuda was given but no CUDA device is available")
     device = torch.device("cuda" if args.cuda else "cpu")
     print(f"device: {device_name(device)}; torch {torch.__version__}")
-    if args.memory_size:
-        rss, seconds, out = peak_memory(args.checkpoint, args.memory_size, args.cuda)
-        print(f"super_resolve.py {args.memory_size}x{args.memory_size} -> {out[0]}x{out[1]}: peak RSS {rss:.2f} GiB, "
-              f"{seconds:.1f} s wall")
+    for side in args.process:
+        w, h = side
+        for precision in args.precision:
+            seconds, rss, out = process_run(args.checkpoint, w, h, precision, args.cuda)
+            print(f"super_resolve.py {precision} {w}x{h} -> {out[0]}x{out[1]}: {seconds:.2f} s wall for the whole "
+                  f"process, peak RSS {rss:.2f} GiB", flush=True)
     reference = None
     for precision in args.precision:
         model, ckpt = load_model(args.checkpoint, device, precision)
@@ -121,9 +127,14 @@ def main():
         w, h = args.size[0] // scale, args.size[1] // scale
         lr = synthetic(h, w)
         mp = w * h * scale * scale / 1e6
+        if reference is None:  # the assignment's plain way, for comparison: one NCHW float32 pass, zero-padded
+            plain, _ = load_model(args.checkpoint, device)
+            plain = plain.to(memory_format=torch.contiguous_format)
+            seconds = best_time(lambda: plain_pass(plain, lr, scale, device), device, args.repeat)
+            print(f"plain fp32 NCHW whole image, {w}x{h} -> {w * scale}x{h * scale}: {mp / seconds:8.2f} MP/s, "
+                  f"{1 / seconds:7.2f} frames/s", flush=True)
         out = upscale(model, lr, scale)
-        if reference is None:
-            reference = out
+        reference = out if reference is None else reference
         diff = int(np.abs(out.astype(int) - reference.astype(int)).max())
         limit = matmul_rate(device, PRECISIONS[precision], args.repeat) / network_flops_per_pixel(model) / 1e6
         for tile in (None, 256):
@@ -132,6 +143,12 @@ def main():
                   f"{mp / seconds:8.2f} MP/s, {1 / seconds:7.2f} frames/s (8-bit in and out, bicubic included); "
                   f"arithmetic limit {limit:9.1f} MP/s; max 8-bit difference from fp32: {diff}", flush=True)
 
+
+def plain_pass(model, lr, scale, device):
+    """Pillow's bicubic, then the network as a plain float32 NCHW module on the whole image, 8 bits out."""
+    up = torch.from_numpy(bicubic_upscale(lr, scale)).permute(2, 0, 1)[None].float().div(255).to(device)
+    with torch.no_grad():
+        return model(up).clamp(0, 1).mul(255).round().byte().cpu()
 
 if __name__ == "__main__":
     main()

@@ -16,13 +16,16 @@ def test_train_speed_benchmark_runs_both_loops_and_reports_ratios(image_folder):
     assert lines[-1].startswith("median ratio to plain: project ")
 
 
-def test_inference_benchmark_reports_memory_and_each_precision_whole_and_tiled():
-    r = subprocess.run([sys.executable, "benchmarks/inference.py", "--size", "90x60", "--memory-size", "40",
+def test_inference_benchmark_reports_processes_and_each_precision_whole_and_tiled():
+    r = subprocess.run([sys.executable, "benchmarks/inference.py", "--size", "90x60", "--process", "40x30",
                         "--precision", "fp32", "bf16", "--repeat", "1"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("device: ") and "40x40 -> 120x120: peak RSS" in lines[1]
-    assert [l.split()[:2] for l in lines[2:]] == [["fp32", "whole"], ["fp32", "tile"], ["bf16", "whole"], ["bf16", "tile"]]
-    assert all("30x20 -> 90x60" in l and "MP/s" in l and "frames/s" in l and "arithmetic limit" in l for l in lines[2:])
-    assert lines[2].endswith("difference from fp32: 0")
+    assert lines[0].startswith("device: ")
+    assert lines[1].startswith("super_resolve.py fp32 40x30 -> 120x90: ") and "peak RSS" in lines[1]
+    assert lines[2].startswith("super_resolve.py bf16 40x30 -> 120x90: ")
+    assert lines[3].startswith("plain fp32 NCHW whole image, 30x20 -> 90x60:")
+    assert [l.split()[:2] for l in lines[4:]] == [["fp32", "whole"], ["fp32", "tile"], ["bf16", "whole"], ["bf16", "tile"]]
+    assert all("30x20 -> 90x60" in l and "MP/s" in l and "frames/s" in l and "arithmetic limit" in l for l in lines[4:])
+    assert lines[4].endswith("difference from fp32: 0")
