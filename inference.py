@@ -87,11 +87,11 @@ PRECISION_BITS = 22  # Pillow's fixed-point weights for 8-bit images: 32 - 8 - 2
 
 
 def _resample_axis(x, size, axis):
-    """Resample an int64 tensor of 8-bit values along ``axis`` to ``size`` exactly as Pillow's 8-bit pass
-    does: weights in fixed point, sums rounded half up, clipped to 0..255."""
+    """Resample an int32 tensor of 8-bit values along ``axis`` to ``size`` exactly as Pillow's 8-bit pass
+    does: weights in fixed point, sums in 32-bit integers as Pillow's, rounded half up, clipped to 0..255."""
     index, weight = _pillow_bicubic_taps(x.shape[axis], size)
     fixed = np.where(weight < 0, np.ceil(weight * 2 ** PRECISION_BITS - 0.5),  # C's (int)(w +- 0.5)
-                     np.floor(weight * 2 ** PRECISION_BITS + 0.5)).astype(np.int64)
+                     np.floor(weight * 2 ** PRECISION_BITS + 0.5)).astype(np.int32)
     taps = x.index_select(axis, torch.from_numpy(index.reshape(-1)).to(x.device)).unflatten(axis, index.shape)
     fixed = torch.from_numpy(fixed).to(x.device).reshape([1] * axis + list(index.shape) + [1] * (x.dim() - axis - 1))
     out = (taps * fixed).sum(axis + 1) + (1 << (PRECISION_BITS - 1))
@@ -103,7 +103,7 @@ def bicubic_upscale_torch(image, scale):
     computed with torch in Pillow's own integer arithmetic (horizontal pass, 8-bit result, vertical pass),
     so a GPU pipeline needs no CPU pass and gives Pillow's pixels exactly."""
     h, w = image.shape[:2]
-    x = _resample_axis(image.long(), w * scale, 1)
+    x = _resample_axis(image.int(), w * scale, 1)
     return _resample_axis(x, h * scale, 0).to(torch.uint8)
 
 

@@ -209,3 +209,19 @@ def test_reduced_precision_stays_close_to_fp32_and_leaves_the_model_alone(precis
     diff = (apply_network_float(reduced, img) - exact).abs()
     assert diff.max() < 0.02 and diff.mean() < 0.002, (diff.max(), diff.mean())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy was converted
+
+
+def test_image_examples_are_the_pipelines_own_images():
+    """image_examples/: each LR .bmp is its HR image bicubic-downscaled x3, and its bicubic image is the
+    pipeline's bicubic (Pillow's, and the GPU pipeline's torch version) of that LR image."""
+    import os
+    folder = os.path.join(ROOT, "image_examples")
+    stems = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(folder, "lr")))
+    assert stems == ["baby", "bird", "butterfly", "head", "woman"]
+    for stem in stems:
+        lr = np.asarray(Image.open(os.path.join(folder, "lr", f"{stem}.bmp")))
+        hr = Image.open(os.path.join(folder, "hr", f"{stem}.png"))
+        bic = np.asarray(Image.open(os.path.join(folder, "bicubic", f"{stem}.png")))
+        np.testing.assert_array_equal(lr, np.asarray(hr.resize((hr.width // 3, hr.height // 3), Image.BICUBIC)))
+        np.testing.assert_array_equal(bic, bicubic_upscale(lr, 3))
+        np.testing.assert_array_equal(bic, bicubic_upscale_torch(torch.from_numpy(lr), 3).numpy())
