@@ -219,7 +219,7 @@ def test_image_examples_are_the_pipelines_own_images():
     stems = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(folder, "lr")))
     assert stems == ["baby", "bird", "butterfly", "head", "woman"]
     for stem in stems:
-        lr = np.asarray(Image.open(os.path.join(folder, "lr", f"{stem}.bmp")))
+        lr = np.array(Image.open(os.path.join(folder, "lr", f"{stem}.bmp")))
         hr = Image.open(os.path.join(folder, "hr", f"{stem}.png"))
         bic = np.asarray(Image.open(os.path.join(folder, "bicubic", f"{stem}.png")))
         np.testing.assert_array_equal(lr, np.asarray(hr.resize((hr.width // 3, hr.height // 3), Image.BICUBIC)))
