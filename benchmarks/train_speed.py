@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets import TrainDataset  # noqa: E402
-from main import build_parser, make_optimizer, train_epoch  # noqa: E402
+from main import Process, build_parser, make_optimizer, train_epoch  # noqa: E402
 from model import SRCNN  # noqa: E402
 from utils import choose_device, keep_freed_memory  # noqa: E402
 
@@ -67,7 +67,7 @@ def project_loop(data, batches, batch_size, amp, device):
                                       "--augment", *(["--amp"] if amp else [])])
     model = SRCNN().to(device, memory_format=torch.channels_last)
     opt = make_optimizer(model, args)
-    ctx = {"rank": 0, "world": 1, "device": device}
+    ctx = Process(rank=0, world=1, device=device)
     warm = type("Subset", (), {"lr": data.lr[:WARMUP * batch_size], "hr": data.hr[:WARMUP * batch_size],
                                "__len__": lambda self: WARMUP * batch_size})()
     train_epoch(model, opt, warm, args, 1, 0, 0.0, ctx, NOT_STOPPING)

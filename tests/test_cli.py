@@ -95,7 +95,7 @@ def test_evaluate_prints_srcnn_beside_bicubic_whole_image_and_self_ensemble(tiny
     last = load_checkpoint(run / "checkpoint.last")["history"][-1]
     assert single[0] == pytest.approx(last["y_psnr"], abs=1e-3)  # border-shaved, as training scored it
     assert single[1] == pytest.approx(last["y_psnr_whole"], abs=1e-3)
-    assert lines[6].startswith("time on cpu: single pass") and "self-ensemble" in lines[6]
+    assert lines[6].startswith("network time on cpu: single pass") and "self-ensemble" in lines[6]
 
 
 @pytest.mark.parametrize("scale", [2, 4])
