@@ -117,8 +117,11 @@ def save_image(img, path):
     fmt = Image.registered_extensions()[os.path.splitext(path)[1].lower()]
     if img.mode in ("LA", "RGBA") and fmt == "JPEG":
         img = img.convert(img.mode[:-1])  # JPEG has no alpha channel
+    # zlib level 1 for PNG (OpenCV's default too): on a 1536x1536 output 16% larger than Pillow's default
+    # level 6 and 4.3x faster to write (0.15 against 0.66 s), which is a third of a 4K image's time on a CPU
+    options = {"compress_level": 1} if fmt == "PNG" else {}
     try:
-        atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
+        atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **options))
     except OSError as e:
         raise UserError(f"cannot write {path}: {e}") from None
     return path

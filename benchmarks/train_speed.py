@@ -1,6 +1,6 @@
 """Training throughput: the project's loop against the plain loop of the assignment's pseudocode.
 
-    python benchmarks/train_speed.py --train-data ../shared/data/T91 [--batches 200] [--rounds 3] [--amp] [--cuda]
+    python benchmarks/train_speed.py [--train-data data/T91] [--batches 200] [--rounds 3] [--amp] [--cuda]
 
 Both run the same model, loss, optimizer and batch size (128) on the same patches. The plain loop
 holds float32 NCHW tensors in memory behind a shuffled DataLoader, on glibc's default allocator
@@ -94,7 +94,7 @@ def time_one(loop, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train-data", default="data/T91_x3_train.h5", help="an .h5 file or an image folder")
+    p.add_argument("--train-data", default="data/T91", help="an .h5 file or an image folder")
     p.add_argument("--batches", type=int, default=200, help="timed batches per loop (170 are one T91 epoch)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of plain and project processes")

@@ -27,5 +27,5 @@ def test_inference_benchmark_reports_processes_and_each_precision_whole_and_tile
     assert lines[2].startswith("super_resolve.py bf16 40x30 -> 120x90: ")
     assert lines[3].startswith("plain fp32 NCHW whole image, 30x20 -> 90x60:")
     assert [l.split()[:2] for l in lines[4:]] == [["fp32", "whole"], ["fp32", "tile"], ["bf16", "whole"], ["bf16", "tile"]]
-    assert all("30x20 -> 90x60" in l and "MP/s" in l and "frames/s" in l and "arithmetic limit" in l for l in lines[4:])
+    assert all("30x20 -> 90x60" in l and "MP/s" in l and "frames/s" in l and "matrix-product rate" in l for l in lines[4:])
     assert lines[4].endswith("difference from fp32: 0")
