@@ -89,3 +89,21 @@ def test_every_edge_ring_is_no_worse_than_bicubic_and_the_whole_image_scores_lik
         whole.append(m["y_psnr_whole"])
         shaved.append(m["y_psnr"])
     assert np.mean(shaved) - np.mean(whole) < 0.1
+
+
+def readme_table_figure(scale, test_set):
+    """This project's single-pass shaved Y-PSNR for ``test_set`` in the README's results table of ``scale``."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        table = f.read().split(f"**x{scale}** (`")[1].split("\n\n")[1]
+    row = next(line for line in table.splitlines() if line.startswith(f"| {test_set} |"))
+    return float(row.split("|")[4].split("/")[0].strip("* "))
+
+
+@pytest.mark.parametrize("test_set", ["Set14", "BSD100"])
+def test_held_out_sets_keep_the_readme_table_figures(shipped, test_set):
+    """Set14 and BSD100 are not shipped: these run where they are found (../shared/data, data/, $SRCNN_DATA)."""
+    _, model, _, scale = shipped
+    if test_set == "BSD100" and scale != 3:
+        pytest.skip("BSD100 (100 images) is checked at x3 only, to keep the suite short")
+    rows, _ = main.evaluate_model(model, datasets.TestDataset(real_data(test_set), scale))
+    assert mean_metrics(rows)["y_psnr"] == pytest.approx(readme_table_figure(scale, test_set), abs=0.006)
