@@ -145,17 +145,6 @@ def mean_metrics(rows):
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
-def to_uint8(t):
-    """(3, H, W) or (1, 3, H, W) float tensor in [0, 1] -> (H, W, 3) uint8 array, clamped and rounded."""
-    t = t.detach().float().squeeze(0).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return t.permute(1, 2, 0).cpu().numpy()
-
-
-def to_tensor(img):
-    """(H, W, C) uint8 array -> (1, C, H, W) float32 tensor in [0, 1]."""
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float().div(255)
-
-
 # --------------------------------------------------------------------------- reproducibility, devices
 
 def set_seed(seed):
