@@ -52,9 +52,18 @@ def receptive_radius(model):
 
 
 def bicubic_upscale(rgb, scale):
-    """(H, W, C) uint8 -> (H * scale, W * scale, C) uint8 with Pillow's bicubic, as the training data."""
+    """(H, W, C) uint8 -> (H * scale, W * scale, C) uint8 with Pillow's bicubic, as the training data.
+
+    16-bit images (uint16) keep their 16 bits: Pillow's bicubic runs on each channel in 32-bit float
+    (the same filter), rounded back to uint16."""
     h, w = rgb.shape[:2]
-    return np.asarray(bicubic_resize(Image.fromarray(rgb), (w * scale, h * scale)))
+    if rgb.dtype == np.uint8:
+        return np.asarray(bicubic_resize(Image.fromarray(rgb), (w * scale, h * scale)))
+    if rgb.dtype != np.uint16:
+        raise TypeError(f"bicubic_upscale takes uint8 or uint16 images, not {rgb.dtype}")
+    channels = [np.asarray(bicubic_resize(Image.fromarray(rgb[..., c].astype(np.float32), "F"), (w * scale, h * scale)))
+                for c in range(rgb.shape[2])]
+    return np.clip(np.rint(np.stack(channels, -1)), 0, 65535).astype(np.uint16)
 
 
 def _pillow_bicubic_taps(in_size, out_size):
@@ -169,9 +178,9 @@ def prepare(model, device, precision="fp32"):
 
 
 @torch.no_grad()
-def _blocks(model, image, tile, self_ensemble):
-    """Yield ((y, x), float output block in [0, 1], on the model's device) covering the (H, W, 3) uint8
-    tensor ``image``; see :func:`apply_network`."""
+def _blocks(model, image, tile, self_ensemble, peak=255):
+    """Yield ((y, x), float output block in [0, 1], on the model's device) covering the (H, W, 3) integer
+    tensor ``image`` whose white is ``peak``; see :func:`apply_network`."""
     span = getattr(model, "INPUT_SPAN", 1.0)  # the SRCNN takes [0, 1]
     r = receptive_radius(model)
     h, w = image.shape[:2]
@@ -181,7 +190,7 @@ def _blocks(model, image, tile, self_ensemble):
         for x in range(0, w, tile):
             th, tw = min(tile, h - y), min(tile, w - x)
             block = padded[y:y + th + 2 * r, x:x + tw + 2 * r].permute(2, 0, 1)[None]
-            block = block.float().mul_(span / 255).contiguous(memory_format=torch.channels_last)
+            block = block.float().mul_(span / peak).contiguous(memory_format=torch.channels_last)
             if self_ensemble:
                 sr = sum(symmetry(model(symmetry(block, op)).float(), op, inverse=True) for op in range(8)) / 8
             else:
@@ -190,21 +199,30 @@ def _blocks(model, image, tile, self_ensemble):
 
 
 def _as_tensor(image):
-    return torch.from_numpy(np.require(image, requirements="CW")) if isinstance(image, np.ndarray) else image
+    """An image array as a tensor (uint16 as int32, which every torch operation takes), a tensor as itself."""
+    if not isinstance(image, np.ndarray):
+        return image
+    return torch.from_numpy(image.astype(np.int32) if image.dtype == np.uint16 else np.require(image, requirements="CW"))
 
 
 def apply_network(model, image, tile=TILE, self_ensemble=False):
-    """Run ``model`` over an (H, W, 3) uint8 image (already bicubic-upscaled), array or tensor on any device;
-    returns the (H, W, 3) uint8 result, a numpy array for an array, else a tensor on the model's device.
+    """Run ``model`` over an (H, W, 3) uint8 or uint16 image (already bicubic-upscaled), array or tensor
+    (uint8) on any device; returns the (H, W, 3) result of the same type, a numpy array for an array, else
+    a tensor on the model's device.
 
     The edge is mirrored (see the module's docstring), the image is run in ``tile`` x ``tile`` blocks
     (``None``: all at once), each block computed on the model's device in the model's precision and
-    quantised there straight into the 8-bit result."""
+    quantised there straight into the result: 8 bits, or 16 for a 16-bit image, whose extra bits the
+    network, computing in floats, fills with real detail."""
     src = _as_tensor(image)
-    out = torch.empty(src.shape, dtype=torch.uint8, device=model.patch_extraction.weight.device)
-    for (y, x), sr in _blocks(model, src, tile, self_ensemble):
-        out[y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr.clamp_(0, 1).mul_(255).round_().permute(1, 2, 0)
-    return out.cpu().numpy() if isinstance(image, np.ndarray) else out
+    peak = 65535 if getattr(image, "dtype", None) == np.uint16 else 255
+    out = torch.empty(src.shape, dtype=torch.uint8 if peak == 255 else torch.int32,
+                      device=model.patch_extraction.weight.device)
+    for (y, x), sr in _blocks(model, src, tile, self_ensemble, peak):
+        out[y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr.clamp_(0, 1).mul_(peak).round_().permute(1, 2, 0)
+    if not isinstance(image, np.ndarray):
+        return out
+    return out.cpu().numpy().astype(image.dtype, copy=False)
 
 
 def apply_network_float(model, image, tile=TILE, self_ensemble=False):
@@ -217,12 +235,14 @@ def apply_network_float(model, image, tile=TILE, self_ensemble=False):
 
 
 def upscale(model, rgb, scale, tile=TILE, self_ensemble=False):
-    """An 8-bit LR image (H, W, 3) array upscaled by ``scale``: bicubic, then the network; (sH, sW, 3) uint8.
+    """An LR image (H, W, 3) uint8 or uint16 array upscaled by ``scale``: bicubic, then the network;
+    (sH, sW, 3) of the same type.
 
-    On a GPU the whole pipeline runs there: the 8-bit image goes over, is upscaled by
-    :func:`bicubic_upscale_torch` and comes back as 8 bits. On the CPU Pillow does the bicubic."""
+    On a GPU the whole 8-bit pipeline runs there: the 8-bit image goes over, is upscaled by
+    :func:`bicubic_upscale_torch` and comes back as 8 bits. On the CPU, and for 16-bit images, Pillow does
+    the bicubic."""
     device = model.patch_extraction.weight.device
-    if device.type == "cpu":
+    if device.type == "cpu" or rgb.dtype == np.uint16:
         return apply_network(model, bicubic_upscale(rgb, scale), tile, self_ensemble)
     lr = _as_tensor(rgb).to(device)
     return apply_network(model, bicubic_upscale_torch(lr, scale), tile, self_ensemble).cpu().numpy()

@@ -3,137 +3,150 @@
     python super_resolve.py image_examples/lr/butterfly.bmp            # writes butterfly_srcnn_x3.png beside it
     python super_resolve.py --checkpoint checkpoints/srcnn_x4.pth a.png photos/ --output-dir out/
 
-Takes any number of image files and folders (their images, not sub-folders). The model is loaded
-once; each image is upscaled by bicubic interpolation and sharpened by the network (see
-``inference.py``) and written as ``<stem>_srcnn_x{scale}.png`` beside its input, in ``--output-dir``,
-or at ``--output`` for a single input. An image that cannot be read or written is reported on one
-line and skipped; the exit status is then 1.
+Takes any number of image files and folders (their images; sub-folders too with ``--recursive``). The
+model is loaded once; each image is upscaled by bicubic interpolation and sharpened by the network (see
+``inference.py``) and written, with what the file carries (see ``media.py``), as
+``<stem>_srcnn_x{scale}.png`` beside its input, in ``--output-dir``, or at ``--output`` for a single input.
+
+No file is replaced unasked: every output name is worked out before anything is written, and two inputs
+that would write the same file, an output that is an input, or an output that exists already stop the
+call with one line and nothing written (``--skip-existing`` skips existing outputs, ``--overwrite``
+replaces them). An image that cannot be read or written is reported on one line and skipped; the exit
+status is then 1.
 """
 import argparse
 import os
+import signal
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from datasets import IMAGE_EXTENSIONS, bicubic_resize
-from inference import PRECISIONS, TILE, checkpoint_scale, load_model, upscale
-from utils import HelpFormatter, UserError, atomic_write, choose_device, positive_int
+from inference import PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, load_model, receptive_radius, upscale
+from media import FORMATS, IMAGE_EXTENSIONS, QUALITY, check_writable, output_format, read_picture, with_frames, \
+    write_picture
+from utils import HelpFormatter, UserError, choose_device, positive_int
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint.pth")
+MIN_TILE = 32  # output pixels: below about twice the 13-pixel receptive field, tiles mostly recompute margins
 
 
-def read_image(path):
-    """Decode an image file fully, EXIF rotation applied.
-
-    Returns (rgb, alpha, gray): rgb is (H, W, 3) uint8, alpha is (H, W) uint8 or None, gray says the
-    image had no colour. 16-bit and float images are reduced to 8 bits; palettes are expanded."""
-    if not os.path.exists(path):
-        raise UserError(f"input image not found: {path}")
-    if os.path.isdir(path):
-        raise UserError(f"input is a folder, not an image: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. Pillow's palette-transparency note
-            with Image.open(path) as im:
-                im.load()  # decode now, so a truncated file fails here rather than later
-                im = ImageOps.exif_transpose(im)
-                return _to_arrays(im)
-    except UserError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+def super_resolve(model, picture, scale, tile=TILE, self_ensemble=False):
+    """``picture`` (:class:`media.Picture`) with every frame upscaled by ``scale`` (:func:`inference.upscale`)
+    and its transparency upscaled bicubically; the metadata is kept."""
+    frames = [upscale(model, f, scale, tile, self_ensemble) for f in picture.frames]
+    alphas = [None if a is None else bicubic_upscale(np.repeat(a[..., None], 3, -1), scale)[..., 0]
+              for a in picture.alphas]
+    return with_frames(picture, frames, alphas)
 
 
-def _to_arrays(im):
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth grey: scale to 8 bits
-        a = np.asarray(im, dtype=np.float64)
-        a = a / 257.0 if im.mode.startswith("I;16") or a.max() > 255 else a
-        im = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in ("1", "L"):
-        im = im.convert("L")
-    gray = im.mode in ("L", "LA")
-    alpha = np.asarray(im.getchannel("A")) if im.mode in ("LA", "RGBA", "PA") else None
-    return np.asarray(im.convert("RGB")), alpha, gray
-
-
-def super_resolve(model, rgb, alpha, gray, scale, tile=TILE, self_ensemble=False):
-    """Upscale decoded arrays by ``scale`` (see :func:`inference.upscale`); alpha is upscaled bicubically.
-    Returns a PIL image in mode L, LA, RGB or RGBA, like the input."""
-    out = Image.fromarray(upscale(model, rgb, scale, tile, self_ensemble))
-    if gray:
-        out = out.convert("L")
-    if alpha is not None:
-        out.putalpha(bicubic_resize(Image.fromarray(alpha), out.size))
-    return out
-
-
-def is_output_name(path):
-    """Whether ``path`` looks like a file this tool wrote (``*_srcnn_x2`` .. ``_x4``), so that
-    upscaling a folder twice does not upscale its own results."""
-    return any(os.path.splitext(os.path.basename(path))[0].endswith(f"_srcnn_x{s}") for s in range(2, 5))
-
-
-def expand_inputs(paths):
-    """The image files named by ``paths``: files as given, folders as their images in name order.
-    A path that does not exist is kept, to be reported when it is read."""
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(os.path.join(path, f) for f in os.listdir(path)
-                           if f.lower().endswith(IMAGE_EXTENSIONS) and not is_output_name(f))
-            if not found:
-                raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
-            files += found
-        else:
-            files.append(path)
-    return files
-
-
-def default_output(path, scale, output_dir=None):
+def looks_like_output(path, siblings):
+    """Whether ``path`` is ``<stem>_srcnn_x{2,3,4}.*`` with a ``<stem>.*`` among ``siblings``: a result of
+    an earlier run beside its input, which a second run over the folder must not upscale again."""
     stem = os.path.splitext(os.path.basename(path))[0]
-    return os.path.join(output_dir or os.path.dirname(path), f"{stem}_srcnn_x{scale}.png")
+    for s in range(2, 5):
+        if stem.endswith(f"_srcnn_x{s}"):
+            source = stem[:-len(f"_srcnn_x{s}")]
+            return any(os.path.splitext(os.path.basename(p))[0] == source for p in siblings if p != path)
+    return False
 
 
-def check_output_path(path):
-    """Fail before any work when ``path`` cannot be written as an image."""
+def expand_inputs(paths, recursive=False):
+    """(files, skipped): the image files named by ``paths`` as (file, folder it was found under or None),
+    and the (file, reason) of every file a folder held that is not taken. Files named directly are taken as
+    given; folders give their images in name order (sub-folders too when ``recursive``). A path that does
+    not exist is kept, to be reported when it is read."""
+    files, skipped = [], []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append((path, None))
+            continue
+        found = []
+        for folder, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+            found += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
+        taken = [f for f in found if f.lower().endswith(IMAGE_EXTENSIONS)]
+        skipped += [(f, "not an image file (by its extension)") for f in found if f not in taken]
+        for f in taken:
+            if looks_like_output(f, [g for g in taken if os.path.dirname(g) == os.path.dirname(f)]):
+                skipped.append((f, "an output of an earlier run (name it directly to upscale it)"))
+            else:
+                files.append((f, path))
+        if not taken:
+            raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+    return files, skipped
+
+
+def output_path(path, root, scale, args):
+    """Where the output of input ``path`` (found under folder ``root``, or named directly) goes."""
+    if args.output:
+        return args.output
+    stem = os.path.splitext(os.path.basename(path))[0]
+    ext = FORMATS[args.format or "png"][1]
+    folder = os.path.dirname(path)
+    if args.output_dir:
+        sub = os.path.relpath(os.path.dirname(path), root) if root else "."
+        folder = os.path.normpath(os.path.join(args.output_dir, sub))
+    return os.path.join(folder, f"{stem}_srcnn_x{scale}{ext}")
+
+
+def plan(files, scale, args):
+    """The (input, output) pairs to do, and the (input, reason) skipped for existing outputs; UserError,
+    before anything is written, for two inputs of one output, an output that is an input, an output that
+    exists (unless --skip-existing or --overwrite) or one that --overwrite may not replace."""
+    pairs, by_output, skipped, existing = [], {}, [], []
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise UserError(f"output folder does not exist: {os.path.dirname(os.path.abspath(args.output))}")
+    inputs = {os.path.realpath(p) for p, _ in files}
+    for path, root in files:
+        out = output_path(path, root, scale, args)
+        output_format(out, args.format)  # an unknown extension fails here, before any work
+        key = os.path.realpath(out)
+        if key in inputs:
+            raise UserError(f"the output {out} would replace the input {path if os.path.realpath(path) == key else out}; "
+                            f"choose another --output or --output-dir")
+        if key in by_output:
+            raise UserError(f"{by_output[key]} and {path} would both be written to {out}; "
+                            f"upscale them into different --output-dir folders or one at a time with --output")
+        by_output[key] = path
+        if os.path.lexists(out):
+            if args.skip_existing:
+                skipped.append((path, f"{out} exists (--skip-existing)"))
+                continue
+            if not args.overwrite:
+                existing.append(out)
+            elif os.path.isdir(out) or not os.access(out, os.W_OK) or not os.stat(out).st_mode & 0o222:
+                raise UserError(f"{out} exists and is {'a folder' if os.path.isdir(out) else 'read-only'}; "
+                                f"not replaced")
+        pairs.append((path, out))
+    if existing:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise UserError(f"{existing[0]}{more} {'exist' if more else 'exists'} already; nothing was written. Pass --skip-existing to do only "
+                        f"the rest, or --overwrite to replace them")
+    return pairs, skipped
+
+
+def check_output_folder(path):
+    """Create the folder of output ``path`` if missing; UserError when it cannot be written."""
     folder = os.path.dirname(os.path.abspath(path))
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in Image.registered_extensions():
-        raise UserError(f"cannot tell the image format of output {path}; use a name ending in .png")
-    if not os.path.isdir(folder):
-        raise UserError(f"output folder does not exist: {folder}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create output folder {folder}: {e}") from None
     if not os.access(folder, os.W_OK):
         raise UserError(f"output folder is not writable: {folder}")
 
 
-def save_image(img, path):
-    """Write a PIL image atomically (see :func:`utils.atomic_write`); returns ``path``."""
-    fmt = Image.registered_extensions()[os.path.splitext(path)[1].lower()]
-    if img.mode in ("LA", "RGBA") and fmt == "JPEG":
-        img = img.convert(img.mode[:-1])  # JPEG has no alpha channel
-    # zlib level 1 for PNG (OpenCV's default too): on a 1536x1536 output 16% larger than Pillow's default
-    # level 6 and 4.3x faster to write (0.15 against 0.66 s), which is a third of a 4K image's time on a CPU
-    options = {"compress_level": 1} if fmt == "PNG" else {}
-    try:
-        atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **options))
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e}") from None
-    return path
+def _read(path, out, fmt):
+    check_output_folder(out)
+    picture = read_picture(path)
+    check_writable(picture, output_format(out, fmt), out)
+    return picture
 
 
-def _read_checked(path, output):
-    check_output_path(output)
-    return read_image(path)
-
-
-def upscale_all(inputs, output_of, upscale_one):
-    """Upscale each input file into ``output_of(path)``; returns how many failed, each reported on a line.
+def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY):
+    """Upscale each (input, output) of ``pairs``; returns how many failed, each reported on a line.
 
     Reading and decoding the next image and encoding and writing the last one run in worker threads
     (Pillow releases the GIL while it decodes, encodes and compresses) while this one is upscaled."""
@@ -147,27 +160,41 @@ def upscale_all(inputs, output_of, upscale_one):
             failed += 1
             tqdm.write(f"error: {e}", file=sys.stderr)
 
-    bar = tqdm(inputs, desc="upscaling", unit="image", disable=None if len(inputs) > 1 else True)
+    bar = tqdm(pairs, desc="upscaling", unit="image", disable=None if len(pairs) > 1 else True)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        read = lambda i: pool.submit(_read_checked, inputs[i], output_of(inputs[i]))
+        read = lambda i: pool.submit(_read, *pairs[i], fmt)
         reading, writing = read(0), None
-        for i, path in enumerate(bar):
-            current, reading = reading, read(i + 1) if i + 1 < len(inputs) else None
+        for i, (path, out) in enumerate(bar):
+            current, reading = reading, read(i + 1) if i + 1 < len(pairs) else None
             try:
-                image = upscale_one(*current.result())
+                picture = upscale_one(current.result())
             except UserError as e:
                 failed += 1
                 tqdm.write(f"error: {e}", file=sys.stderr)
                 continue
             if writing is not None:
                 report(writing)
-            writing = pool.submit(save_image, image, output_of(path))
+            writing = pool.submit(write_picture, picture, out, output_format(out, fmt), quality)
         if writing is not None:
             report(writing)
     return failed
 
 
-def main(argv=None):
+def tile_size(text):
+    value = positive_int(text)
+    if value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"{text} is below the smallest tile, {MIN_TILE} pixels")
+    return value
+
+
+def quality(text):
+    value = positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a quality from 1 to 100")
+    return value
+
+
+def build_parser():
     p = argparse.ArgumentParser(description="Upscale images with a trained SRCNN, at its checkpoint's scale.",
                                 formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="IN", help="low-resolution image files or folders of them")
@@ -175,34 +202,63 @@ def main(argv=None):
                                         "script; checkpoints/srcnn_x2.pth and srcnn_x4.pth are the other scales)")
     p.add_argument("--output", help="where to write, for a single input (default: <stem>_srcnn_x{scale}.png "
                                     "beside the input)")
-    p.add_argument("--output-dir", help="write every output into this folder (created if missing)")
+    p.add_argument("--output-dir", help="write every output into this folder (created if missing); with "
+                                        "--recursive, sub-folders are kept below it")
+    p.add_argument("--recursive", action="store_true", help="take the images of sub-folders too")
+    p.add_argument("--format", choices=list(FORMATS),
+                   help="output format (default: by --output's extension, else png); 16-bit inputs stay 16-bit "
+                        "in png and tiff")
+    p.add_argument("--quality", type=quality, default=QUALITY,
+                   help="jpeg and webp quality, 1-100 (jpeg at 90 and above keeps full-resolution colour, 4:4:4; "
+                        "webp at 100 is lossless)")
+    exists = p.add_mutually_exclusive_group()
+    exists.add_argument("--skip-existing", action="store_true",
+                        help="skip inputs whose output exists (to finish a batch that was stopped)")
+    exists.add_argument("--overwrite", action="store_true", help="replace outputs that exist (never an input)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the network over the 8 flips and rotations of the input (8x slower)")
     p.add_argument("--cuda", action="store_true", help="run on the GPU: bicubic and network, 8 bits in and out")
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="arithmetic of the network: fp32 is the exact result; bf16 is faster on GPUs and on CPUs "
                         "with bfloat16 instructions (README: speed and cost)")
-    p.add_argument("--tile", type=positive_int, default=TILE, help="tile side in output pixels (bounds memory)")
-    args = p.parse_args(argv)
+    p.add_argument("--tile", type=tile_size, default=TILE,
+                   help=f"tile side in output pixels (bounds memory; at least {MIN_TILE})")
+    return p
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # as Ctrl-C: the output being written is removed, not left half-written
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        inputs = expand_inputs(args.inputs)
-        if args.output and (len(inputs) > 1 or args.output_dir):
+        files, skipped = expand_inputs(args.inputs, args.recursive)
+        if args.output and len(files) > 1:
             raise UserError("--output names one file: give a single input image, or use --output-dir")
-        if args.output_dir:
-            try:
-                os.makedirs(args.output_dir, exist_ok=True)
-            except OSError as e:
-                raise UserError(f"cannot create output folder {args.output_dir}: {e}") from None
+        if args.output and args.output_dir:
+            raise UserError("give --output or --output-dir, not both")
         device = choose_device(args.cuda)
         model, ckpt = load_model(args.checkpoint or DEFAULT_CHECKPOINT, device, args.precision)
         scale = checkpoint_scale(ckpt)
+        pairs, existing = plan(files, scale, args)
     except UserError as e:
         sys.exit(f"error: {e}")
-    failed = upscale_all(inputs, lambda path: args.output or default_output(path, scale, args.output_dir),
-                         lambda rgb, alpha, gray: super_resolve(model, rgb, alpha, gray, scale, args.tile,
-                                                                args.self_ensemble))
+    for path, reason in skipped + existing:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if not pairs:
+        print("nothing to do", file=sys.stderr)
+        return
+    try:
+        failed = upscale_all(pairs, lambda picture: super_resolve(model, picture, scale, args.tile, args.self_ensemble),
+                             args.format, args.quality)
+    except KeyboardInterrupt:
+        sys.exit("interrupted: every output written is whole, none is half-written (run again with "
+                 "--skip-existing to do the rest)")
     if failed:  # each failure has had its line; a summary only where there were several images
-        sys.exit(f"error: {failed} of {len(inputs)} images failed" if len(inputs) > 1 else 1)
+        sys.exit(f"error: {failed} of {len(pairs)} images failed" if len(pairs) > 1 else 1)
+
 
 if __name__ == "__main__":
     main()

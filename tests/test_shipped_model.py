@@ -15,6 +15,7 @@ from conftest import ROOT, real_data
 import datasets
 from datasets import load_rgb
 from inference import checkpoint_scale, load_model
+from media import read_picture
 from super_resolve import super_resolve
 from utils import image_metrics, mean_metrics, rgb_to_y
 
@@ -58,8 +59,7 @@ def user_outputs(model, folder, scale, tmp_path):
         hr = hr.crop((0, 0, hr.width // scale * scale, hr.height // scale * scale))
         small = hr.resize((hr.width // scale, hr.height // scale), Image.BICUBIC)
         small.save(tmp_path / f"{name}.png")
-        lr = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"))
-        out = np.asarray(super_resolve(model, lr, None, False, scale))
+        out = super_resolve(model, read_picture(str(tmp_path / f"{name}.png")), scale).frames[0]
         results.append((name, out, np.asarray(hr), np.asarray(small.resize(hr.size, Image.BICUBIC))))
     return results
 

@@ -13,7 +13,8 @@ from conftest import ROOT
 from model import SRCNN
 from inference import (apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges, prepare,
                        symmetry)
-from super_resolve import read_image, super_resolve
+from media import Picture, read_picture
+from super_resolve import super_resolve
 from utils import save_checkpoint
 
 
@@ -102,7 +103,7 @@ def test_writes_stem_srcnn_x3_png_beside_the_input(checkpoint, tmp_path):
 def _sr(checkpoint, img, tmp_path, name="in.png", **save):
     path = tmp_path / name
     img.save(path, **save)
-    out = tmp_path / "out.png"
+    out = tmp_path / f"out-{name}.png"
     r = run("--checkpoint", checkpoint, path, "--output", out)
     assert r.returncode == 0, r.stderr
     return Image.open(out)
@@ -133,7 +134,7 @@ def test_palette_16_bit_one_pixel_and_jpeg_images_work(checkpoint, tmp_path):
     deep = Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
     assert deep.mode.startswith("I;16")
     out = _sr(checkpoint, deep, tmp_path, "d.png")
-    assert out.mode == "L" and out.size == (24, 24) and np.asarray(out).max() > 200
+    assert out.mode.startswith("I;16") and out.size == (24, 24) and np.asarray(out).max() > 60000
     assert _sr(checkpoint, Image.new("RGB", (1, 1), (200, 10, 10)), tmp_path, "one.png").size == (3, 3)
     jpg = Image.fromarray(np.random.default_rng(1).integers(0, 255, (16, 20, 3), dtype=np.uint8))
     assert _sr(checkpoint, jpg, tmp_path, "j.jpg", quality=90).size == (60, 48)
@@ -147,10 +148,11 @@ def test_exif_rotation_is_applied(checkpoint, tmp_path):
     assert out.size == (30, 60)
 
 
-def test_read_image_reports_what_it_decoded(tmp_path):
+def test_read_picture_reports_what_it_decoded(tmp_path):
     Image.new("L", (4, 5), 7).save(tmp_path / "g.png")
-    rgb, alpha, gray = read_image(str(tmp_path / "g.png"))
-    assert rgb.shape == (5, 4, 3) and alpha is None and gray
+    picture = read_picture(str(tmp_path / "g.png"))
+    assert picture.frames[0].shape == (5, 4, 3) and picture.alphas == [None] and picture.gray
+    assert picture.bits == 8 and not picture.animated
 
 
 def test_super_resolve_output_matches_evaluate_pipeline():
@@ -160,9 +162,9 @@ def test_super_resolve_output_matches_evaluate_pipeline():
     from datasets import make_pair
     lr_up, _ = make_pair(hr)
     small = hr.resize((9, 10), Image.BICUBIC)
-    out = super_resolve(model, np.asarray(small), None, False, 3)
+    out = super_resolve(model, Picture([np.asarray(small)], [None]), 3)
     expected = apply_network(model, lr_up)
-    np.testing.assert_array_equal(np.asarray(out), expected)
+    np.testing.assert_array_equal(out.frames[0], expected)
 
 
 def test_many_files_and_folders_in_one_run_with_a_bad_file_skipped(checkpoint, tmp_path):
@@ -171,7 +173,7 @@ def test_many_files_and_folders_in_one_run_with_a_bad_file_skipped(checkpoint, t
     for name in ("a.png", "b.bmp"):
         Image.fromarray(np.full((6, 7, 3), 100, np.uint8)).save(folder / name)
     (folder / "broken.png").write_bytes(b"not an image")
-    Image.fromarray(np.full((6, 7, 3), 50, np.uint8)).save(folder / "old_srcnn_x3.png")  # an earlier output
+    Image.fromarray(np.full((6, 7, 3), 50, np.uint8)).save(folder / "a_srcnn_x3.png")  # an earlier output
     single = tmp_path / "c.png"
     Image.fromarray(np.full((5, 5, 3), 10, np.uint8)).save(single)
     r = run("--checkpoint", checkpoint, folder, single, "--output-dir", tmp_path / "out")
@@ -216,8 +218,8 @@ def test_image_examples_are_the_pipelines_own_images():
     pipeline's bicubic (Pillow's, and the GPU pipeline's torch version) of that LR image."""
     import os
     folder = os.path.join(ROOT, "image_examples")
-    stems = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(folder, "lr")))
-    assert stems == ["baby", "bird", "butterfly", "head", "woman"]
+    stems = sorted(f[:-4] for f in os.listdir(os.path.join(folder, "lr")) if f.endswith(".bmp"))
+    assert stems == ["baby", "bird", "butterfly", "head", "woman"]  # outputs a user wrote beside them aside
     for stem in stems:
         lr = np.array(Image.open(os.path.join(folder, "lr", f"{stem}.bmp")))
         hr = Image.open(os.path.join(folder, "hr", f"{stem}.png"))

@@ -1,0 +1,140 @@
+"""No user file is lost or replaced unasked: output names are checked before anything is written, existing
+outputs are refused, skipped or replaced only as asked, folders are walked with every skipped file reported,
+and a batch killed mid-way leaves only whole outputs and finishes with --skip-existing."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from test_media import checkpoint  # noqa: F401  (the identity-model fixture)
+
+
+def cli(checkpoint, *argv, **kw):
+    return subprocess.run([sys.executable, "super_resolve.py", "--checkpoint", checkpoint, *map(str, argv)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, **kw)
+
+
+def image(path, value=100, size=(8, 10)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), value, np.uint8)).save(path)
+    return path
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_two_inputs_of_one_output_are_refused_before_anything_is_written(checkpoint, tmp_path):
+    a, b, c = image(tmp_path / "c1" / "x.png"), image(tmp_path / "c2" / "x.tiff"), image(tmp_path / "c0" / "a.png")
+    r = cli(checkpoint, c, a, b, "--output-dir", tmp_path / "out")
+    assert r.returncode == 1 and str(a) in r.stderr and str(b) in r.stderr and "both" in r.stderr
+    assert not (tmp_path / "out").exists()  # not even the first, unclashing input was written
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_is_intact(checkpoint, tmp_path):
+    src = image(tmp_path / "self.png")
+    before = digest(src)
+    for extra in ([], ["--overwrite"]):
+        r = cli(checkpoint, src, "--output", src, *extra)
+        assert r.returncode == 1 and "would replace the input" in r.stderr
+    assert digest(src) == before
+
+
+def test_existing_outputs_are_refused_skipped_or_replaced_only_as_asked(checkpoint, tmp_path):
+    src = image(tmp_path / "a.png")
+    out = tmp_path / "a_srcnn_x3.png"
+    assert cli(checkpoint, src).returncode == 0
+    first = digest(out)
+    image(src, value=200)
+    r = cli(checkpoint, src)
+    assert r.returncode == 1 and "exists already" in r.stderr and "--skip-existing" in r.stderr
+    r = cli(checkpoint, src, "--skip-existing")
+    assert r.returncode == 0 and "skipped" in r.stderr and digest(out) == first
+    r = cli(checkpoint, src, "--overwrite")
+    assert r.returncode == 0 and digest(out) != first
+    out.chmod(0o444)
+    kept = digest(out)
+    r = cli(checkpoint, src, "--overwrite")
+    assert r.returncode == 1 and "read-only" in r.stderr
+    assert digest(out) == kept and (out.stat().st_mode & 0o777) == 0o444
+
+
+def test_folder_scan_reports_every_file_it_skips_and_takes_a_users_own_srcnn_named_file(checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    image(folder / "photo.png")
+    image(folder / "photo_srcnn_x3.png")  # an earlier output, beside its input
+    image(folder / "holiday_srcnn_x2.png")  # the user's own file: no holiday.* beside it
+    (folder / "notes.txt").write_text("hello")
+    r = cli(checkpoint, folder, "--output-dir", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["holiday_srcnn_x2_srcnn_x3.png", "photo_srcnn_x3.png"]
+    skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 2 and any("notes.txt" in s for s in skipped) and any("photo_srcnn_x3" in s for s in skipped)
+
+
+def test_recursive_keeps_the_folder_structure(checkpoint, tmp_path):
+    for rel in ("a.png", "sub/b.png", "sub/deeper/c.jpg"):
+        image(tmp_path / "in" / rel)
+    r = cli(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
+    assert r.returncode == 0 and sorted(os.listdir(tmp_path / "out")) == ["a_srcnn_x3.png"]
+    r = cli(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out2", "--recursive")
+    assert r.returncode == 0, r.stderr
+    found = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out2") for d, _, fs in os.walk(tmp_path / "out2")
+                   for f in fs)
+    assert found == ["a_srcnn_x3.png", "sub/b_srcnn_x3.png", "sub/deeper/c_srcnn_x3.png"]
+
+
+def test_a_tile_below_the_minimum_is_refused(checkpoint, tmp_path):
+    r = cli(checkpoint, image(tmp_path / "a.png"), "--tile", "1")
+    assert r.returncode == 2 and "smallest tile" in r.stderr
+
+
+def _batch(tmp_path, n=200):
+    for i in range(n):
+        image(tmp_path / "in" / f"d{i % 4}" / f"img{i:03d}.png", value=i, size=(24, 32))
+    return n
+
+
+def _outputs(tmp_path):
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "out") for f in fs)
+
+
+def _started(proc, tmp_path, at_least):
+    deadline = time.time() + 300
+    while len([f for f in _outputs(tmp_path) if not os.path.basename(f).startswith(".")]) < at_least:
+        assert proc.poll() is None and time.time() < deadline, "the batch ended before it could be stopped"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_batch_leaves_whole_outputs_and_skip_existing_does_only_the_rest(checkpoint, tmp_path, how):
+    n = _batch(tmp_path)
+    argv = [sys.executable, "super_resolve.py", "--checkpoint", checkpoint, tmp_path / "in", "--recursive",
+            "--output-dir", tmp_path / "out"]
+    proc = subprocess.Popen(list(map(str, argv)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _started(proc, tmp_path, 20)
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    done = [f for f in _outputs(tmp_path) if not os.path.basename(f).startswith(".")]
+    assert 20 <= len(done) < n
+    for f in done:  # every output there is whole
+        with Image.open(f) as im:
+            im.load()
+            assert im.size == (96, 72)
+    if how == signal.SIGTERM:  # stopped as Ctrl-C is: it says so, and leaves no temporary file
+        assert "interrupted" in err and "Traceback" not in err
+        assert len(done) == len(_outputs(tmp_path))
+    r = cli(checkpoint, tmp_path / "in", "--recursive", "--output-dir", tmp_path / "out", "--skip-existing")
+    assert r.returncode == 0, r.stderr
+    assert len([line for line in r.stdout.splitlines() if line.startswith("wrote")]) == n - len(done)
+    assert len([line for line in r.stderr.splitlines() if line.startswith("skipped")]) == len(done)
+    final = [f for f in _outputs(tmp_path) if not os.path.basename(f).startswith(".")]
+    assert len(final) == n == len(set(final))
