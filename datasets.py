@@ -146,6 +146,22 @@ def default_data(kind, scale):
     return f"{folder}_x{scale}_{kind}.h5", folder
 
 
+def resolve_data(path, kind, scale):
+    """The data path to read: ``path``, or when None the default file of ``kind`` ("train" or "test")
+    at ``scale``, built from its image folder on first use."""
+    if path is not None:
+        return path
+    file, folder = default_data(kind, scale)
+    if not os.path.exists(file):
+        if not os.path.isdir(folder):
+            raise UserError(f"no data: {file} does not exist and there is no {folder} to build it from; "
+                            f"the repository ships {folder}: restore it with `git checkout -- {folder}`, "
+                            f"or pass a folder or .h5 file")
+        print(f"building {file} from {folder} ...", flush=True)
+        (write_train_h5 if kind == "train" else write_test_h5)(folder, file, scale)
+    return file
+
+
 def _open_h5(path, kind, scale):
     try:
         f = h5py.File(path, "r")

@@ -6,8 +6,8 @@ import time
 import numpy as np
 
 from datasets import SCALE
-from inference import apply_network
-from utils import UserError, image_metrics, mean_metrics
+from inference import apply_network, upscale
+from utils import UserError, image_metrics, mean_metrics, psnr
 
 
 def evaluate_model(model, test_set, self_ensemble=False):
@@ -50,14 +50,20 @@ def evaluate_checkpoint(model, test_set, self_ensemble=False, save_images=None):
         single, ensemble = network_seconds(model, test_set, False), network_seconds(model, test_set, True)
         print(f"network time on {model.patch_extraction.weight.device.type}: single pass {single:.2f} s, "
               f"self-ensemble {ensemble:.2f} s ({ensemble / single:.1f}x)")
+    change, colour, got = flat_colour_error(model, scale)
+    card, (card_lr, card_sr, card_hr) = card_scores(model, scale)
+    print(f"colours: flat colours (the RGB cube's 8 corners, 16 greys) change by at most {change} levels"
+          + (f" ({colour} -> {got})" if change > 1 else "") + "; bicubic 0. Graphics card RGB-PSNR: "
+          f"bicubic {card['bicubic']['rgb_psnr']:.3f} dB, SRCNN {card['SRCNN']['rgb_psnr']:.3f} dB")
     if save_images:
         os.makedirs(save_images, exist_ok=True)
-        for (name, lr, hr), sr, r, b in zip(test_set, outputs, rows, bicubic):
+        pictures = [(name, lr, sr, hr, r, b) for (name, lr, hr), sr, r, b in zip(test_set, outputs, rows, bicubic)]
+        pictures.append(("colour_card", card_lr, card_sr, card_hr, image_metrics(card_sr, card_hr, scale),
+                         image_metrics(card_lr, card_hr, scale)))
+        for name, lr, sr, hr, r, b in pictures:
             path = os.path.join(save_images, f"{name}_comparison.png")
             comparison_picture(lr, sr, hr, r, b, scale).save(path)
             print(f"wrote {path}")
-
-
 
 
 def comparison_picture(lr, sr, hr, sr_metrics, bicubic_metrics, scale=SCALE, zoom=4, crop=48):
@@ -88,37 +94,130 @@ def comparison_picture(lr, sr, hr, sr_metrics, bicubic_metrics, scale=SCALE, zoo
     return canvas
 
 
-# Set5, Y channel, border = scale: bicubic (x3 measured on this pipeline, x2 and x4 as tabled in the
-# literature) and the SRCNN figures of Dong et al. (2016): 9-1-5 on 91 images (x3 only), 9-5-5 on ImageNet.
-SET5_REFERENCE = {2: [(33.66, "bicubic 33.66"), (36.66, "paper 9-5-5, ImageNet 36.66")],
+# Set5, Y channel, border = scale: bicubic as `main.py evaluate` measures it on this pipeline (33.673,
+# 30.403, 28.429) and the SRCNN figures of Dong et al. (2016): 9-1-5 on 91 images (x3 only), 9-5-5 on ImageNet.
+SET5_REFERENCE = {2: [(33.67, "bicubic 33.67"), (36.66, "paper 9-5-5, ImageNet 36.66")],
                   3: [(30.40, "bicubic 30.40"), (32.39, "paper 9-1-5, 91 images 32.39"),
                       (32.75, "paper 9-5-5, ImageNet 32.75")],
-                  4: [(28.42, "bicubic 28.42"), (30.48, "paper 9-5-5, ImageNet 30.48")]}
+                  4: [(28.43, "bicubic 28.43"), (30.48, "paper 9-5-5, ImageNet 30.48")]}
 
 
 def plot_history(history, path, scale, test_data):
-    """Test Y-PSNR per epoch (border-shaved, and whole image where recorded); on the default Set5
-    test set also the bicubic baseline and the paper's figures at the same scale."""
-    if not history:
-        raise UserError("the checkpoint has no per-epoch history to plot")
-    import matplotlib
-    matplotlib.use("Agg")
+    """Draw :func:`history_figure` into the PNG file ``path``."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["y_psnr"] for h in history], label=f"this model, border {scale} shaved")
-    if all("y_psnr_whole" in h for h in history):
-        ax.plot(epochs, [h["y_psnr_whole"] for h in history], label="this model, whole image")
-    if test_data is None or "Set5" in os.path.basename(str(test_data)):  # None: the default, Set5
-        for (value, label), style in zip(SET5_REFERENCE[scale], (":", "--", "-.")):
-            ax.axhline(value, color="gray", linestyle=style, label=label)
-    ax.set(xlabel="epoch", ylabel="test PSNR-Y (dB)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    fig = history_figure(history, scale, test_data)
     fig.savefig(path)
     plt.close(fig)
 
 
+def history_figure(history, scale, test_data):
+    """A matplotlib figure of the test Y-PSNR per epoch (border-shaved, and whole image where recorded);
+    on the default Set5 test set also the bicubic baseline and the paper's figures at the same scale."""
+    if not history:
+        raise UserError("the checkpoint has no per-epoch history to plot (it was stopped before its first epoch "
+                        "ended)")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=110)
+    epochs = [h["epoch"] for h in history]
+    marker = "o" if len(history) <= 30 else None  # a short run's few points, a single one included, stay visible
+    ax.plot(epochs, [h["y_psnr"] for h in history], marker=marker, markersize=4, label=f"this model, border {scale} shaved")
+    if all("y_psnr_whole" in h for h in history):
+        ax.plot(epochs, [h["y_psnr_whole"] for h in history], marker=marker, markersize=4,
+                label="this model, whole image")
+    shown = [v for h in history for v in (h["y_psnr"], h.get("y_psnr_whole", h["y_psnr"]))]
+    if test_data is None or "Set5" in os.path.basename(str(test_data)):  # None: the default, Set5
+        for (value, label), style in zip(SET5_REFERENCE[scale], (":", "--", "-.")):
+            ax.axhline(value, color="gray", linestyle=style, label=label)
+            shown.append(value)
+    margin = max(0.1, 0.05 * (max(shown) - min(shown)))
+    ax.set(xlabel="epoch", ylabel="test PSNR-Y (dB)", xlim=(min(epochs) - 0.5, max(epochs) + 0.5),
+           ylim=(min(shown) - margin, max(shown) + margin))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small")  # beside the axes, never over a curve
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- colours
+
+# Flat colours every model must give back unchanged: the 8 corners of the RGB cube and 16 greys.
+FLAT_COLOURS = [(r, g, b) for r in (0, 255) for g in (0, 255) for b in (0, 255)] + [(v, v, v) for v in range(0, 256, 17)]
+SATURATED = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 255, 255), (255, 0, 255), (255, 255, 0)]
+CARD_PANEL = 144  # pixels per side of each panel: a multiple of 2, 3 and 4
+
+
+def colour_card():
+    """A graphics test card, (144, 432, 3) uint8, and its panels {name: (x0, x1)} along the width:
+    saturated shapes on black, the same shapes on white, and black text on white. Hard edges of pure
+    colours are what photographs (and T91) rarely have and graphics, slides and screenshots always do."""
+    from PIL import Image, ImageDraw, ImageFont
+    n = CARD_PANEL
+    card = Image.new("RGB", (3 * n, n), "white")
+    draw = ImageDraw.Draw(card)
+    draw.rectangle((0, 0, n - 1, n - 1), fill="black")
+    for panel in range(2):
+        x0 = panel * n
+        for i, colour in enumerate(SATURATED):
+            cx, cy = x0 + 8 + (i % 3) * 45, 8 + (i // 3) * 45
+            shape = (i + panel) % 3
+            if shape == 0:
+                draw.rectangle((cx, cy, cx + 35, cy + 35), fill=colour)
+            elif shape == 1:
+                draw.ellipse((cx, cy, cx + 35, cy + 35), fill=colour)
+            else:
+                draw.polygon([(cx, cy + 35), (cx + 35, cy + 35), (cx + 17, cy)], fill=colour)
+        for i, colour in enumerate(SATURATED):  # lines 1 to 3 pixels wide, and one diagonal
+            draw.line((x0 + 8 + 22 * i, 100, x0 + 8 + 22 * i + 12, 136), fill=colour, width=1 + i % 3)
+    font = ImageFont.load_default(size=15)
+    for row, text in enumerate(["SRCNN x3 test", "Text 0123456789", "ghost rings?", "AaBbCc #@%&"]):
+        draw.text((2 * n + 6, 6 + 26 * row), text, fill="black", font=font)
+    draw.text((2 * n + 6, 112), "small text: the quick brown fox", fill="black", font=ImageFont.load_default(size=9))
+    return np.asarray(card).copy(), {"shapes on black": (0, n), "shapes on white": (n, 2 * n), "text": (2 * n, 3 * n)}
+
+
+def edge_mask(hr, reach=3):
+    """Pixels within ``reach`` pixels (a square) of a change of colour in the (H, W, 3) image ``hr``: (H, W) bool."""
+    change = np.zeros(hr.shape[:2], bool)
+    change[:, 1:] |= (hr[:, 1:] != hr[:, :-1]).any(-1)
+    change[1:] |= (hr[1:] != hr[:-1]).any(-1)
+    padded = np.pad(change, reach)
+    h, w = change.shape
+    return np.any([padded[dy:dy + h, dx:dx + w] for dy in range(2 * reach + 1) for dx in range(2 * reach + 1)], 0)
+
+
+def flat_colour_error(model, scale, size=16):
+    """The largest change, in 8-bit levels over every pixel and channel, that ``upscale`` makes to flat
+    ``size`` x ``size`` images of :data:`FLAT_COLOURS`; returns (levels, the worst colour, its output)."""
+    worst = (-1, None, None)
+    for colour in FLAT_COLOURS:
+        flat = np.full((size, size, 3), colour, np.uint8)
+        out = upscale(model, flat, scale)
+        change = int(np.abs(out.astype(int) - flat[:1, :1].astype(int)).max())
+        if change > worst[0]:
+            far = np.unravel_index(np.abs(out.astype(int) - np.array(colour)).max(-1).argmax(), out.shape[:2])
+            worst = (change, colour, tuple(int(v) for v in out[far]))
+    return worst
+
+
+def card_scores(model, scale):
+    """The colour card (:func:`colour_card`) down-scaled by ``scale``, upscaled by bicubic and by ``model``:
+    {"bicubic" | "SRCNN": {"rgb_psnr": dB over the card, "<panel> edges": RGB RMSE in levels within 3
+    pixels of an edge of that panel}}, and the (lr-as-bicubic, sr, hr) images."""
+    from datasets import make_pair
+    from PIL import Image
+    hr_card, panels = colour_card()
+    lr, hr = make_pair(Image.fromarray(hr_card), scale)
+    sr = apply_network(model, lr)
+    edges = edge_mask(hr)
+    scores = {}
+    for name, out in (("bicubic", lr), ("SRCNN", sr)):
+        err = out.astype(np.float64) - hr
+        row = {"rgb_psnr": psnr(out, hr)}
+        for panel, (x0, x1) in panels.items():
+            row[f"{panel} edges"] = float(np.sqrt(np.mean(err[:, x0:x1][edges[:, x0:x1]] ** 2)))
+        scores[name] = row
+    return scores, (lr, sr, hr)

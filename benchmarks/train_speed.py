@@ -4,7 +4,7 @@
 
 Both run the same model, loss, optimizer and batch size (128) on the same patches. The plain loop
 holds float32 NCHW tensors in memory behind a shuffled DataLoader, on glibc's default allocator
-settings; the project loop is main.py's train_epoch with main.py's settings. Each loop runs in a
+settings; the project loop is training.py's train_epoch with main.py's settings. Each loop runs in a
 fresh process of its own, and the two alternate for --rounds rounds, so a drift in the machine's
 speed hits both; each round prints patches per second and the ratio, and the last line the median
 ratio. The first 5 batches of each are warm-up. With --cuda both loops train on the GPU: the plain
@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets import TrainDataset  # noqa: E402
-from main import Process, build_parser, make_optimizer, train_epoch  # noqa: E402
+from main import build_parser  # noqa: E402
+from training import Process, Run, make_optimizer, train_epoch  # noqa: E402
 from model import SRCNN  # noqa: E402
 from utils import choose_device, keep_freed_memory  # noqa: E402
 
@@ -70,10 +71,12 @@ def project_loop(data, batches, batch_size, amp, device):
     ctx = Process(rank=0, world=1, device=device)
     warm = type("Subset", (), {"lr": data.lr[:WARMUP * batch_size], "hr": data.hr[:WARMUP * batch_size],
                                "__len__": lambda self: WARMUP * batch_size})()
-    train_epoch(model, opt, warm, args, 1, 0, 0.0, ctx, NOT_STOPPING)
+    progress = {"batch": 0, "loss_sum": 0.0}
+    train_epoch(Run(args, ctx, model, model, opt, warm, None, None, progress, NOT_STOPPING), 1)
     synchronize(device)
     start = time.perf_counter()
-    train_epoch(model, opt, sub, args, 1, WARMUP, 0.0, ctx, NOT_STOPPING)
+    progress = {"batch": WARMUP, "loss_sum": 0.0}
+    train_epoch(Run(args, ctx, model, model, opt, sub, None, None, progress, NOT_STOPPING), 1)
     synchronize(device)  # train_epoch reads each loss, so this only closes the books
     return batches * batch_size / (time.perf_counter() - start)
 

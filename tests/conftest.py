@@ -49,3 +49,22 @@ def tiny_run(image_folder, tmp_path):
         main.main(full)
         return tmp_path / out
     return run
+
+
+@pytest.fixture(scope="session")
+def identity_checkpoint(tmp_path_factory):
+    """A checkpoint, written as training writes them, of an untrained model that returns its (bicubic)
+    input: outputs are then predictable, so the tests can check pixel values."""
+    import main
+    import training
+    from info import Info
+    from model import SRCNN
+    from utils import save_checkpoint
+    model = SRCNN()
+    training.identity_init(model)
+    args = main.build_parser().parse_args(["train"])
+    path = tmp_path_factory.mktemp("ckpt") / "identity.pth"
+    progress = {"epoch": 1, "batch": 0, "loss_sum": 0.0, "psnr": 30.0, "best_psnr": 30.0, "history": []}
+    save_checkpoint(training.checkpoint_state(model, training.make_optimizer(model, args), args, Info(), progress, 1),
+                    path)
+    return str(path)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import main
+import training
 from conftest import ROOT
 from utils import RGB_TO_YCBCR, load_checkpoint, rgb_to_y, rgb_to_ycbcr, save_checkpoint
 
@@ -170,11 +171,11 @@ def _loss_args(**kw):
 def test_rgb_loss_is_the_mean_squared_error_and_the_border_is_left_out():
     torch.manual_seed(0)
     out, target = torch.rand(2, 3, 11, 11), torch.rand(2, 3, 11, 11)
-    assert torch.allclose(main.patch_loss(out, target, _loss_args()), ((out - target) ** 2).mean())
+    assert torch.allclose(training.patch_loss(out, target, _loss_args()), ((out - target) ** 2).mean())
     edge_only = target.clone()
     edge_only[..., 0, :] += 0.5  # an error on the outermost row only
-    assert main.patch_loss(edge_only, target, _loss_args(loss_border=1)) == 0
-    assert main.patch_loss(edge_only, target, _loss_args(loss_border=0)) > 0
+    assert training.patch_loss(edge_only, target, _loss_args(loss_border=1)) == 0
+    assert training.patch_loss(edge_only, target, _loss_args(loss_border=0)) > 0
 
 
 def test_ycbcr_loss_scores_luma_like_the_test_metric_and_weights_chroma():
@@ -185,11 +186,11 @@ def test_ycbcr_loss_scores_luma_like_the_test_metric_and_weights_chroma():
     y_mse = ((rgb_to_y(nhwc(out)) - rgb_to_y(nhwc(target))) ** 2).mean() / 255 ** 2
     chroma = ((rgb_to_ycbcr(nhwc(out)) - rgb_to_ycbcr(nhwc(target)))[..., 1:] ** 2).sum(-1).mean() / 255 ** 2
     for w in (0.0, 0.1, 1.0):
-        got = main.patch_loss(t_out, t_target, _loss_args(loss="ycbcr", chroma_weight=w)).item()
+        got = training.patch_loss(t_out, t_target, _loss_args(loss="ycbcr", chroma_weight=w)).item()
         assert got == pytest.approx(y_mse + w * chroma, rel=1e-9)
     # a pure chroma change (equal luma) costs nothing when chroma has no weight
     shift = torch.from_numpy(np.linalg.inv(RGB_TO_YCBCR)[:, 1]).view(1, 3, 1, 1) * 0.01
-    assert main.patch_loss(t_target + shift, t_target, _loss_args(loss="ycbcr", chroma_weight=0)) < 1e-12
+    assert training.patch_loss(t_target + shift, t_target, _loss_args(loss="ycbcr", chroma_weight=0)) < 1e-12
 
 
 def test_loss_border_too_wide_for_the_patches_is_refused(tiny_run):
@@ -215,3 +216,21 @@ def test_inspect_plot_draws_the_history_of_any_test_set(tiny_run, tmp_path, caps
     assert capsys.readouterr().out.endswith(f"wrote {tmp_path / 'psnr.png'}\n")
     from PIL import Image
     assert Image.open(tmp_path / "psnr.png").size[0] > 300
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 40])
+def test_the_psnr_plot_shows_every_run_length_with_the_legend_clear_of_the_curves(epochs):
+    from evaluation import SET5_REFERENCE, history_figure
+    history = [{"epoch": e, "y_psnr": 25 + 7 * e / epochs, "y_psnr_whole": 24.9 + 7 * e / epochs}
+               for e in range(1, epochs + 1)]
+    fig = history_figure(history, 3, None)
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert lo < 1 and hi > epochs and hi - lo <= epochs + 1  # every epoch inside, no empty decimal axis
+    assert all(t == int(t) for t in ax.get_xticks() if lo <= t <= hi)
+    ymin, ymax = ax.get_ylim()
+    assert all(ymin < v < ymax for v, _ in SET5_REFERENCE[3]) and ymin < 25 + 7 / epochs
+    assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines()[:2]) or epochs > 30
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # beside the axes, so it covers no curve

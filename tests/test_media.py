@@ -16,19 +16,9 @@ from media import read_picture
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """An untrained identity model: outputs are the bicubic upscale, so pixel values can be checked."""
-    import main
-    from model import SRCNN
-    from utils import save_checkpoint
-    model = SRCNN()
-    main.identity_init(model)
-    args = main.build_parser().parse_args(["train"])
-    path = tmp_path_factory.mktemp("ckpt") / "identity.pth"
-    progress = {"epoch": 1, "batch": 0, "loss_sum": 0.0, "psnr": 30.0, "best_psnr": 30.0, "history": []}
-    save_checkpoint(main.checkpoint_state(model, main.make_optimizer(model, args), args, main.Info(), progress, 1), path)
-    return str(path)
+@pytest.fixture
+def checkpoint(identity_checkpoint):
+    return identity_checkpoint
 
 
 def upscale(checkpoint, *argv):

@@ -13,7 +13,11 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from test_media import checkpoint  # noqa: F401  (the identity-model fixture)
+
+
+@pytest.fixture
+def checkpoint(identity_checkpoint):
+    return identity_checkpoint
 
 
 def cli(checkpoint, *argv, **kw):

@@ -8,28 +8,17 @@ import pytest
 import torch
 from PIL import Image
 
-import main
 from conftest import ROOT
 from model import SRCNN
 from inference import (apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges, prepare,
                        symmetry)
 from media import Picture, read_picture
 from super_resolve import super_resolve
-from utils import save_checkpoint
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A checkpoint, written as training writes them, of an untrained model that returns its
-    (bicubic) input: outputs are then predictable, so the tests can check pixel values."""
-    model = SRCNN()
-    main.identity_init(model)
-    args = main.build_parser().parse_args(["train"])
-    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
-    progress = {"epoch": 1, "batch": 0, "loss_sum": 0.0, "psnr": 30.0, "best_psnr": 30.0, "history": []}
-    opt = main.make_optimizer(model, args)
-    save_checkpoint(main.checkpoint_state(model, opt, args, main.Info(), progress, 1), path)
-    return str(path)
+@pytest.fixture
+def checkpoint(identity_checkpoint):
+    return identity_checkpoint
 
 
 def run(*argv):
