@@ -332,3 +332,89 @@ def _write_tiff16(picture, path):
 def with_frames(picture, frames, alphas):
     """``picture`` with other (upscaled) frames and alphas, the same metadata."""
     return replace(picture, frames=frames, alphas=alphas)
+
+
+# --------------------------------------------------------------------------- video
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
+VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
+VIDEO_CODEC = "libx264"
+CRF = 16  # libx264's constant rate factor: about 18 and below is visually lossless; 0 is lossless in YUV
+
+
+def is_video(path):
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def upscale_video(src, dst, upscale_frame, scale, codec=VIDEO_CODEC, crf=CRF, progress=None):
+    """Upscale every frame of the video ``src`` with ``upscale_frame`` ((H, W, 3) uint8 RGB -> (sH, sW, 3))
+    into ``dst``, written atomically; returns (frames, path).
+
+    Frame-exact: each decoded frame is encoded with its own timestamp in the input's time base, so the
+    frame count, the timestamps (variable frame rate included) and the frame rate stay the input's. Every
+    other stream (audio, subtitles) is copied packet for packet, not re-encoded, with its tags (language);
+    the container's tags are kept. Output: ``codec`` (libx264 by default, at ``crf``; ffv1 is lossless in
+    RGB; WebM gets VP9) in 8-bit 4:2:0, which every player opens, except ffv1, which keeps RGB exactly.
+    ``progress(n)`` is called after each frame."""
+    import av
+    ext = os.path.splitext(dst)[1].lower()
+    if ext not in VIDEO_CONTAINERS:
+        raise UserError(f"cannot write video {dst}: use one of {', '.join(VIDEO_EXTENSIONS)}")
+    if ext == ".webm" and codec == VIDEO_CODEC:
+        codec = "libvpx-vp9"  # WebM holds VP8, VP9 and AV1 only
+    try:
+        inp = av.open(src)
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise UserError(f"cannot read video {src}: {e}") from None
+    try:
+        if not inp.streams.video:
+            raise UserError(f"{src} has no video stream")
+        frames = [0]
+
+        def write(tmp):
+            with av.open(tmp, "w", format=VIDEO_CONTAINERS[ext]) as out:
+                frames[0] = _transcode(inp, out, upscale_frame, scale, codec, crf, progress)
+        atomic_write(dst, write)
+        return frames[0], dst
+    except (av.error.FFmpegError, ValueError) as e:  # ValueError: a codec unknown or not allowed in the container
+        raise UserError(f"cannot upscale video {src} into {dst}: {e}") from None
+    finally:
+        inp.close()
+
+
+def _transcode(inp, out, upscale_frame, scale, codec, crf, progress):
+    import av
+    vin = inp.streams.video[0]
+    out.metadata.update(inp.metadata)
+    vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate)
+    vout.width, vout.height = vin.codec_context.width * scale, vin.codec_context.height * scale
+    vout.time_base = vin.time_base
+    vout.pix_fmt = "bgr0" if codec == "ffv1" else "yuv420p"
+    if codec in ("libx264", "libx265", "libvpx-vp9"):
+        vout.options = {"crf": str(crf), **({"b": "0"} if codec == "libvpx-vp9" else {})}
+    vout.metadata.update(vin.metadata)
+    copies = {}
+    for s in inp.streams:
+        if s is not vin and s.type in ("audio", "subtitle"):
+            copies[s.index] = out.add_stream_from_template(s)
+            copies[s.index].metadata.update(s.metadata)
+    count = 0
+    for packet in inp.demux([vin, *(inp.streams[i] for i in copies)]):
+        if packet.stream.index in copies:
+            if packet.dts is None:  # the demuxer's end-of-stream marker
+                continue
+            packet.stream = copies[packet.stream.index]
+            out.mux(packet)
+            continue
+        for frame in packet.decode():
+            rgb = upscale_frame(frame.to_ndarray(format="rgb24"))
+            new = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            new.pts, new.time_base = frame.pts, frame.time_base
+            out.mux(vout.encode(new))
+            count += 1
+            if progress:
+                progress(count)
+    out.mux(vout.encode())
+    if vin.frames and count != vin.frames:  # the container said how many: a shortfall is a damaged file
+        raise UserError(f"{inp.name}: decoded {count} of its {vin.frames} frames (a truncated or damaged file)")
+    return count

@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from inference import PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, load_model, receptive_radius, upscale
-from media import FORMATS, IMAGE_EXTENSIONS, QUALITY, check_writable, output_format, read_picture, with_frames, \
-    write_picture
+from inference import PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, load_model, upscale
+from media import CRF, FORMATS, IMAGE_EXTENSIONS, QUALITY, VIDEO_CODEC, VIDEO_EXTENSIONS, check_writable, is_video, \
+    output_format, read_picture, upscale_video, with_frames, write_picture
 from utils import HelpFormatter, UserError, choose_device, positive_int
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint.pth")
@@ -66,15 +66,15 @@ def expand_inputs(paths, recursive=False):
         for folder, dirs, names in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
             found += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
-        taken = [f for f in found if f.lower().endswith(IMAGE_EXTENSIONS)]
-        skipped += [(f, "not an image file (by its extension)") for f in found if f not in taken]
+        taken = [f for f in found if f.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
+        skipped += [(f, "not an image or video file (by its extension)") for f in found if f not in taken]
         for f in taken:
             if looks_like_output(f, [g for g in taken if os.path.dirname(g) == os.path.dirname(f)]):
                 skipped.append((f, "an output of an earlier run (name it directly to upscale it)"))
             else:
                 files.append((f, path))
         if not taken:
-            raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            raise UserError(f"no images or videos ({', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}) in folder {path}")
     return files, skipped
 
 
@@ -82,8 +82,8 @@ def output_path(path, root, scale, args):
     """Where the output of input ``path`` (found under folder ``root``, or named directly) goes."""
     if args.output:
         return args.output
-    stem = os.path.splitext(os.path.basename(path))[0]
-    ext = FORMATS[args.format or "png"][1]
+    stem, ext = os.path.splitext(os.path.basename(path))
+    ext = ext.lower() if is_video(path) else FORMATS[args.format or "png"][1]  # a video stays in its container
     folder = os.path.dirname(path)
     if args.output_dir:
         sub = os.path.relpath(os.path.dirname(path), root) if root else "."
@@ -101,7 +101,10 @@ def plan(files, scale, args):
     inputs = {os.path.realpath(p) for p, _ in files}
     for path, root in files:
         out = output_path(path, root, scale, args)
-        output_format(out, args.format)  # an unknown extension fails here, before any work
+        if not is_video(path):
+            output_format(out, args.format)  # an unknown extension fails here, before any work
+        elif not is_video(out):
+            raise UserError(f"{path} is a video: its output {out} must end in one of {', '.join(VIDEO_EXTENSIONS)}")
         key = os.path.realpath(out)
         if key in inputs:
             raise UserError(f"the output {out} would replace the input {path if os.path.realpath(path) == key else out}; "
@@ -221,6 +224,11 @@ def build_parser():
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="arithmetic of the network: fp32 is the exact result; bf16 is faster on GPUs and on CPUs "
                         "with bfloat16 instructions (README: speed and cost)")
+    p.add_argument("--video-codec", default=VIDEO_CODEC,
+                   help="videos: the encoder (libx264, 8-bit 4:2:0 that every player opens; ffv1: lossless RGB, "
+                        "in .mkv; WebM outputs get libvpx-vp9)")
+    p.add_argument("--crf", type=int, default=CRF, help="videos: libx264/VP9 quality, lower is better "
+                                                         "(about 18 and below looks lossless)")
     p.add_argument("--tile", type=tile_size, default=TILE,
                    help=f"tile side in output pixels (bounds memory; at least {MIN_TILE})")
     return p
@@ -250,14 +258,35 @@ def main(argv=None):
     if not pairs:
         print("nothing to do", file=sys.stderr)
         return
+    images = [(p, o) for p, o in pairs if not is_video(p)]
+    videos = [(p, o) for p, o in pairs if is_video(p)]
     try:
-        failed = upscale_all(pairs, lambda picture: super_resolve(model, picture, scale, args.tile, args.self_ensemble),
-                             args.format, args.quality)
+        failed = upscale_all(images, lambda picture: super_resolve(model, picture, scale, args.tile,
+                                                                   args.self_ensemble),
+                             args.format, args.quality) if images else 0
+        for path, out in videos:
+            failed += not upscale_one_video(path, out, model, scale, args)
     except KeyboardInterrupt:
-        sys.exit("interrupted: every output written is whole, none is half-written (run again with "
+        sys.exit("interrupted: every output written is whole, the one being written was removed (run again with "
                  "--skip-existing to do the rest)")
-    if failed:  # each failure has had its line; a summary only where there were several images
-        sys.exit(f"error: {failed} of {len(pairs)} images failed" if len(pairs) > 1 else 1)
+    if failed:  # each failure has had its line; a summary only where there were several inputs
+        sys.exit(f"error: {failed} of {len(pairs)} inputs failed" if len(pairs) > 1 else 1)
+
+
+def upscale_one_video(path, out, model, scale, args):
+    """Upscale the video ``path`` into ``out`` with a progress bar in frames; False (reported) on failure."""
+    bar = tqdm(desc=os.path.basename(path), unit="frame", disable=None, leave=False)
+    try:
+        check_output_folder(out)
+        frames, _ = upscale_video(path, out, lambda rgb: upscale(model, rgb, scale, args.tile, args.self_ensemble),
+                                  scale, args.video_codec, args.crf, progress=lambda n: bar.update(1))
+    except UserError as e:
+        tqdm.write(f"error: {e}", file=sys.stderr)
+        return False
+    finally:
+        bar.close()
+    print(f"wrote {out} ({frames} frames)")
+    return True
 
 
 if __name__ == "__main__":

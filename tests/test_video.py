@@ -1,0 +1,132 @@
+"""Videos: every frame upscaled by the image engine, frame count and timestamps (variable frame rate) kept,
+audio and subtitle packets copied byte for byte with their language tags, the lossless choice equal to the
+image path, and bad videos refused with one line and nothing left behind. Clips are made here with PyAV."""
+import fractions
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from inference import load_model, upscale
+
+PTS = [0, 40, 80, 200, 240, 400, 440, 480]  # milliseconds: variable frame rate
+
+
+@pytest.fixture
+def checkpoint(identity_checkpoint):
+    return identity_checkpoint
+
+
+def make_clip(path, tmp_path, frames=PTS, subtitles=True):
+    """A small H.264 clip with variable frame rate, an AAC track (French) and, in .mkv, an SRT track (English)."""
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,100\nhello\n\n2\n00:00:00,150 --> 00:00:00,300\nagain\n")
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        out.metadata["title"] = "a test clip"
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.time_base = fractions.Fraction(1, 1000)
+        a = out.add_stream("aac", rate=8000)
+        a.metadata["language"] = "fra"
+        sub_in = av.open(str(srt)) if subtitles else None
+        s = out.add_stream_from_template(sub_in.streams[0]) if subtitles else None
+        if s is not None:
+            s.metadata["language"] = "eng"
+        for i, pts in enumerate(frames):
+            yy, xx = np.mgrid[0:24, 0:32]
+            img = np.stack([xx * 7 + i * 9, yy * 9, (xx + yy) * 4], -1) + rng.integers(0, 20, (24, 32, 3))
+            f = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
+            f.pts, f.time_base = pts, v.time_base
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+        t = np.arange(4000, dtype=np.float32) / 8000
+        af = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t))[None], format="fltp", layout="mono")
+        af.sample_rate, af.pts = 8000, 0
+        out.mux(a.encode(af))
+        out.mux(a.encode())
+        if s is not None:
+            for packet in sub_in.demux():
+                if packet.dts is not None:
+                    packet.stream = s
+                    out.mux(packet)
+            sub_in.close()
+    return path
+
+
+def packets(path, kind):
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(**{kind: 0}) if p.dts is not None]
+
+
+def decoded(path):
+    with av.open(str(path)) as c:
+        return [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def cli(checkpoint, *argv):
+    r = subprocess.run([sys.executable, "super_resolve.py", "--checkpoint", checkpoint, *map(str, argv)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def test_frames_timestamps_audio_and_subtitles_come_through(checkpoint, tmp_path):
+    src = make_clip(tmp_path / "clip.mkv", tmp_path)
+    r = cli(checkpoint, src)
+    out = tmp_path / "clip_srcnn_x3.mkv"
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {out} (8 frames)" in r.stdout
+    got, want = decoded(out), decoded(src)
+    assert [p for p, _ in got] == [p for p, _ in want] == PTS
+    assert all(f.shape == (72, 96, 3) for _, f in got)
+    for kind in ("audio", "subtitles"):
+        assert packets(out, kind) == packets(src, kind) and packets(src, kind), kind
+    with av.open(str(out)) as c:
+        langs = {s.type: s.metadata.get("language") for s in c.streams}
+        assert langs["audio"] == "fra" and langs["subtitle"] == "eng"
+        assert c.metadata.get("title") == "a test clip"
+        assert c.streams.video[0].average_rate == 25
+    # each frame is the image engine's result, within the codec's loss
+    model, _ = load_model(checkpoint, torch.device("cpu"))
+    for (_, o), (_, i) in zip(got, want):
+        assert np.abs(o.astype(int) - upscale(model, i, 3)).mean() < 3
+
+
+def test_the_lossless_codec_gives_the_image_paths_pixels_exactly(checkpoint, tmp_path):
+    mkv = tmp_path / "clip.mkv"
+    make_clip(mkv, tmp_path, subtitles=False)
+    r = cli(checkpoint, mkv, "--output-dir", tmp_path / "out", "--video-codec", "ffv1")
+    assert r.returncode == 0, r.stderr
+    model, _ = load_model(checkpoint, torch.device("cpu"))
+    for (_, o), (_, i) in zip(decoded(tmp_path / "out" / "clip_srcnn_x3.mkv"), decoded(mkv)):
+        np.testing.assert_array_equal(o, upscale(model, i, 3))
+
+
+def test_bad_videos_are_refused_in_one_line_and_the_other_inputs_go_on(checkpoint, tmp_path):
+    (tmp_path / "garbage.mp4").write_bytes(b"not a video at all" * 100)
+    with av.open(str(tmp_path / "sound.mkv"), "w") as out:  # audio only
+        a = out.add_stream("aac", rate=8000)
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.float32), format="fltp", layout="mono")
+        af.sample_rate, af.pts = 8000, 0
+        out.mux(a.encode(af))
+        out.mux(a.encode())
+    good = make_clip(tmp_path / "good.mkv", tmp_path)
+    whole = (tmp_path / "good.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(whole[:len(whole) // 2])
+    r = cli(checkpoint, tmp_path / "garbage.mp4", tmp_path / "sound.mkv", good, "--output-dir", tmp_path / "out")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and len(errors) == 3, r.stderr
+    assert "cannot read video" in errors[0] and "no video stream" in errors[1] and "2 of 3 inputs failed" in errors[2]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_srcnn_x3.mkv"]  # no partial file left
+    r = cli(checkpoint, good, "--output", tmp_path / "x.webm")  # WebM takes no AAC: refused, nothing left
+    assert r.returncode == 1 and "does not support" in r.stderr and not (tmp_path / "x.webm").exists()
+    r = cli(checkpoint, good, "--output", tmp_path / "y.mkv", "--video-codec", "nosuch")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and not (tmp_path / "y.mkv").exists()
+    r = cli(checkpoint, tmp_path / "cut.mkv", "--output-dir", tmp_path / "cut")
+    if r.returncode:  # whether a cut Matroska file fails or gives its first frames is FFmpeg's call
+        assert r.stderr.count("\n") == 1 and not list((tmp_path / "cut").glob("*.mkv"))
