@@ -281,14 +281,19 @@ def _png_chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _write_png16(picture, path):
-    """A 16-bit PNG with pypng, then the input's ICC profile, EXIF, DPI and text as PNG chunks."""
-    import png
+def _samples(picture):
+    """The first frame of a 16-bit ``picture`` as (H, W, C) uint16 samples: grey or RGB, then alpha if any."""
     rgb, alpha = picture.frames[0], picture.alphas[0]
     planes = [_luma(rgb)[..., None].astype(np.uint16)] if picture.gray else [rgb]
     if alpha is not None:
         planes.append(alpha[..., None])
-    a = np.concatenate(planes, -1)
+    return np.concatenate(planes, -1)
+
+
+def _write_png16(picture, path):
+    """A 16-bit PNG with pypng, then the input's ICC profile, EXIF, DPI and text as PNG chunks."""
+    import png
+    a = _samples(picture)
     h, w, c = a.shape
     buf = io.BytesIO()
     png.Writer(w, h, greyscale=c <= 2, alpha=c in (2, 4), bitdepth=16, compression=1).write_array(buf, a.reshape(-1))
@@ -301,7 +306,7 @@ def _write_png16(picture, path):
         ppm = [round(d / 0.0254) for d in info["dpi"]]
         extra.append(_png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
     if "exif" in info:
-        extra.append(_png_chunk(b"eXIf", _exif_for(info["exif"], rgb.shape)[6:]))  # no "Exif\0\0" header
+        extra.append(_png_chunk(b"eXIf", _exif_for(info["exif"], a.shape)[6:]))  # no "Exif\0\0" header
     for k, v in info.get("text", {}).items():
         extra.append(_png_chunk(b"iTXt", k.encode("latin-1") + b"\0\0\0\0\0" + v.encode("utf-8")))
     data = buf.getvalue()
@@ -313,14 +318,10 @@ def _write_png16(picture, path):
 def _write_tiff16(picture, path):
     """A 16-bit TIFF with tifffile, with the input's ICC profile and DPI."""
     import tifffile
-    rgb, alpha = picture.frames[0], picture.alphas[0]
-    planes = [_luma(rgb)[..., None].astype(np.uint16)] if picture.gray else [rgb]
-    if alpha is not None:
-        planes.append(alpha[..., None])
-    a = np.concatenate(planes, -1)
+    a = _samples(picture)
     a = a[..., 0] if a.shape[-1] == 1 else a
     kw = {"photometric": "minisblack" if picture.gray else "rgb"}
-    if alpha is not None:
+    if picture.alphas[0] is not None:
         kw["extrasamples"] = ["unassalpha"]
     if "icc_profile" in picture.info:
         kw["iccprofile"] = picture.info["icc_profile"]
