@@ -270,7 +270,7 @@ def main(argv=None):
         sys.exit("interrupted: every output written is whole, the one being written was removed (run again with "
                  "--skip-existing to do the rest)")
     if failed:  # each failure has had its line; a summary only where there were several inputs
-        sys.exit(f"error: {failed} of {len(pairs)} inputs failed" if len(pairs) > 1 else 1)
+        sys.exit(f"error: {failed} of {len(pairs)} {'inputs' if videos else 'images'} failed" if len(pairs) > 1 else 1)
 
 
 def upscale_one_video(path, out, model, scale, args):
