@@ -356,7 +356,7 @@ def upscale_video(src, dst, upscale_frame, scale, codec=VIDEO_CODEC, crf=CRF, pr
     other stream (audio, subtitles) is copied packet for packet, not re-encoded, with its tags (language);
     the container's tags are kept. Output: ``codec`` (libx264 by default, at ``crf``; ffv1 is lossless in
     RGB; WebM gets VP9) in 8-bit 4:2:0, which every player opens, except ffv1, which keeps RGB exactly.
-    ``progress(n)`` is called after each frame."""
+    ``progress(n, total)`` is called after each frame (total: the container's frame count, None if unknown)."""
     import av
     ext = os.path.splitext(dst)[1].lower()
     if ext not in VIDEO_CONTAINERS:
@@ -414,7 +414,7 @@ def _transcode(inp, out, upscale_frame, scale, codec, crf, progress):
             out.mux(vout.encode(new))
             count += 1
             if progress:
-                progress(count)
+                progress(count, vin.frames or None)
     out.mux(vout.encode())
     if vin.frames and count != vin.frames:  # the container said how many: a shortfall is a damaged file
         raise UserError(f"{inp.name}: decoded {count} of its {vin.frames} frames (a truncated or damaged file)")

@@ -276,10 +276,14 @@ def main(argv=None):
 def upscale_one_video(path, out, model, scale, args):
     """Upscale the video ``path`` into ``out`` with a progress bar in frames; False (reported) on failure."""
     bar = tqdm(desc=os.path.basename(path), unit="frame", disable=None, leave=False)
+
+    def progress(done, total):  # frames, frames/s and, where the container says how many, time left
+        bar.total = total
+        bar.update(done - bar.n)
     try:
         check_output_folder(out)
         frames, _ = upscale_video(path, out, lambda rgb: upscale(model, rgb, scale, args.tile, args.self_ensemble),
-                                  scale, args.video_codec, args.crf, progress=lambda n: bar.update(1))
+                                  scale, args.video_codec, args.crf, progress=progress)
     except UserError as e:
         tqdm.write(f"error: {e}", file=sys.stderr)
         return False
