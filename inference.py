@@ -52,7 +52,7 @@ def receptive_radius(model):
 
 
 def bicubic_upscale(rgb, scale):
-    """(H, W, C) uint8 -> (H * scale, W * scale, C) uint8 with Pillow's bicubic, as the training data.
+    """(H, W, C) or (H, W) uint8 -> (H * scale, W * scale[, C]) uint8 with Pillow's bicubic, as the training data.
 
     16-bit images (uint16) keep their 16 bits: Pillow's bicubic runs on each channel in 32-bit float
     (the same filter), rounded back to uint16."""
@@ -61,9 +61,11 @@ def bicubic_upscale(rgb, scale):
         return np.asarray(bicubic_resize(Image.fromarray(rgb), (w * scale, h * scale)))
     if rgb.dtype != np.uint16:
         raise TypeError(f"bicubic_upscale takes uint8 or uint16 images, not {rgb.dtype}")
-    channels = [np.asarray(bicubic_resize(Image.fromarray(rgb[..., c].astype(np.float32), "F"), (w * scale, h * scale)))
-                for c in range(rgb.shape[2])]
-    return np.clip(np.rint(np.stack(channels, -1)), 0, 65535).astype(np.uint16)
+    planes = rgb[..., None] if rgb.ndim == 2 else rgb
+    channels = [np.asarray(bicubic_resize(Image.fromarray(planes[..., c].astype(np.float32)), (w * scale, h * scale)))
+                for c in range(planes.shape[2])]
+    out = np.clip(np.rint(np.stack(channels, -1)), 0, 65535).astype(np.uint16)
+    return out[..., 0] if rgb.ndim == 2 else out
 
 
 def _pillow_bicubic_taps(in_size, out_size):

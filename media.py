@@ -12,6 +12,7 @@ read and written with pypng, 16-bit TIFFs with tifffile.
 """
 import io
 import os
+import struct
 import warnings
 import zlib
 from dataclasses import dataclass, field, replace
@@ -277,7 +278,6 @@ def _exif_for(exif, shape):
 
 
 def _png_chunk(kind, data):
-    import struct
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
@@ -302,7 +302,6 @@ def _write_png16(picture, path):
     if "icc_profile" in info:
         extra.append(_png_chunk(b"iCCP", b"icc\0\0" + zlib.compress(info["icc_profile"])))
     if "dpi" in info:
-        import struct
         ppm = [round(d / 0.0254) for d in info["dpi"]]
         extra.append(_png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
     if "exif" in info:

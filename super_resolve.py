@@ -20,7 +20,6 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 from tqdm import tqdm
 
 from inference import PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, load_model, upscale
@@ -36,8 +35,7 @@ def super_resolve(model, picture, scale, tile=TILE, self_ensemble=False):
     """``picture`` (:class:`media.Picture`) with every frame upscaled by ``scale`` (:func:`inference.upscale`)
     and its transparency upscaled bicubically; the metadata is kept."""
     frames = [upscale(model, f, scale, tile, self_ensemble) for f in picture.frames]
-    alphas = [None if a is None else bicubic_upscale(np.repeat(a[..., None], 3, -1), scale)[..., 0]
-              for a in picture.alphas]
+    alphas = [None if a is None else bicubic_upscale(a, scale) for a in picture.alphas]
     return with_frames(picture, frames, alphas)
 
 
