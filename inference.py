@@ -110,18 +110,18 @@ def _resample_axis(x, size, axis):
 
 
 def bicubic_upscale_torch(image, scale):
-    """(H, W, C) uint8 tensor on any device -> (H * scale, W * scale, C) uint8 tensor on it: Pillow's bicubic
-    computed with torch in Pillow's own integer arithmetic (horizontal pass, 8-bit result, vertical pass),
-    so a GPU pipeline needs no CPU pass and gives Pillow's pixels exactly."""
-    h, w = image.shape[:2]
-    x = _resample_axis(image.int(), w * scale, 1)
-    return _resample_axis(x, h * scale, 0).to(torch.uint8)
+    """(..., H, W, C) uint8 tensor on any device -> (..., H * scale, W * scale, C) uint8 tensor on it: Pillow's
+    bicubic computed with torch in Pillow's own integer arithmetic (horizontal pass, 8-bit result, vertical
+    pass), so a GPU pipeline needs no CPU pass and gives Pillow's pixels exactly; a batch of frames at once."""
+    h, w = image.shape[-3:-1]
+    x = _resample_axis(image.int(), w * scale, image.dim() - 2)
+    return _resample_axis(x, h * scale, image.dim() - 3).to(torch.uint8)
 
 
 def pad_edges(image, radius):
-    """Mirror ``radius`` pixels out from each side of an (H, W, C) array or tensor (reflection without
-    repeating the edge pixel); images too small to mirror repeat their edge pixels instead."""
-    h, w = image.shape[:2]
+    """Mirror ``radius`` pixels out from each side of an (H, W, C) array or (..., H, W, C) tensor (reflection
+    without repeating the edge pixel); images too small to mirror repeat their edge pixels instead."""
+    h, w = image.shape[-3:-1]
 
     def mirrored(n):
         i = np.arange(-radius, n + radius)
@@ -132,7 +132,7 @@ def pad_edges(image, radius):
     if isinstance(image, np.ndarray):
         return image[mirrored(h)][:, mirrored(w)]
     rows, cols = (torch.from_numpy(mirrored(n)).to(image.device) for n in (h, w))
-    return image.index_select(0, rows).index_select(1, cols)
+    return image.index_select(-3, rows).index_select(-2, cols)
 
 
 def symmetry(x, op, inverse=False):
@@ -181,23 +181,23 @@ def prepare(model, device, precision="fp32"):
 
 @torch.no_grad()
 def _blocks(model, image, tile, self_ensemble, peak=255):
-    """Yield ((y, x), float output block in [0, 1], on the model's device) covering the (H, W, 3) integer
-    tensor ``image`` whose white is ``peak``; see :func:`apply_network`."""
+    """Yield ((y, x), float output block (N, 3, h, w) in [0, 1], on the model's device) covering the
+    (N, H, W, 3) integer tensor ``image`` whose white is ``peak``; see :func:`apply_network`."""
     span = getattr(model, "INPUT_SPAN", 1.0)  # the SRCNN takes [0, 1]
     r = receptive_radius(model)
-    h, w = image.shape[:2]
+    h, w = image.shape[1:3]
     padded = pad_edges(image.to(model.patch_extraction.weight.device), r)
     tile = tile or max(h, w)
     for y in range(0, h, tile):
         for x in range(0, w, tile):
             th, tw = min(tile, h - y), min(tile, w - x)
-            block = padded[y:y + th + 2 * r, x:x + tw + 2 * r].permute(2, 0, 1)[None]
+            block = padded[:, y:y + th + 2 * r, x:x + tw + 2 * r].permute(0, 3, 1, 2)
             block = block.float().mul_(span / peak).contiguous(memory_format=torch.channels_last)
             if self_ensemble:
                 sr = sum(symmetry(model(symmetry(block, op)).float(), op, inverse=True) for op in range(8)) / 8
             else:
                 sr = model(block).float()
-            yield (y, x), sr[0, :, r:r + th, r:r + tw]
+            yield (y, x), sr[:, :, r:r + th, r:r + tw]
 
 
 def _as_tensor(image):
@@ -209,19 +209,22 @@ def _as_tensor(image):
 
 def apply_network(model, image, tile=TILE, self_ensemble=False):
     """Run ``model`` over an (H, W, 3) uint8 or uint16 image (already bicubic-upscaled), array or tensor
-    (uint8) on any device; returns the (H, W, 3) result of the same type, a numpy array for an array, else
-    a tensor on the model's device.
+    (uint8) on any device, or over an (N, H, W, 3) uint8 tensor of N frames (one batch through the network);
+    returns the result of the same shape and type, a numpy array for an array, else a tensor on the model's
+    device.
 
     The edge is mirrored (see the module's docstring), the image is run in ``tile`` x ``tile`` blocks
     (``None``: all at once), each block computed on the model's device in the model's precision and
     quantised there straight into the result: 8 bits, or 16 for a 16-bit image, whose extra bits the
     network, computing in floats, fills with real detail."""
     src = _as_tensor(image)
+    batch = src if src.dim() == 4 else src[None]
     peak = 65535 if getattr(image, "dtype", None) == np.uint16 else 255
-    out = torch.empty(src.shape, dtype=torch.uint8 if peak == 255 else torch.int32,
+    out = torch.empty(batch.shape, dtype=torch.uint8 if peak == 255 else torch.int32,
                       device=model.patch_extraction.weight.device)
-    for (y, x), sr in _blocks(model, src, tile, self_ensemble, peak):
-        out[y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr.clamp_(0, 1).mul_(peak).round_().permute(1, 2, 0)
+    for (y, x), sr in _blocks(model, batch, tile, self_ensemble, peak):
+        out[:, y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr.clamp_(0, 1).mul_(peak).round_().permute(0, 2, 3, 1)
+    out = out if src.dim() == 4 else out[0]
     if not isinstance(image, np.ndarray):
         return out
     return out.cpu().numpy().astype(image.dtype, copy=False)
@@ -231,8 +234,8 @@ def apply_network_float(model, image, tile=TILE, self_ensemble=False):
     """As :func:`apply_network`, but returns the unquantised (1, 3, H, W) float32 output on the CPU."""
     src = _as_tensor(image)
     out = torch.empty(1, 3, *src.shape[:2])
-    for (y, x), sr in _blocks(model, src, tile, self_ensemble):
-        out[0, :, y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr.cpu()
+    for (y, x), sr in _blocks(model, src[None], tile, self_ensemble):
+        out[:, :, y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr.cpu()
     return out
 
 
@@ -246,5 +249,21 @@ def upscale(model, rgb, scale, tile=TILE, self_ensemble=False):
     device = model.patch_extraction.weight.device
     if device.type == "cpu" or rgb.dtype == np.uint16:
         return apply_network(model, bicubic_upscale(rgb, scale), tile, self_ensemble)
-    lr = _as_tensor(rgb).to(device)
-    return apply_network(model, bicubic_upscale_torch(lr, scale), tile, self_ensemble).cpu().numpy()
+    return upscale_tensor(model, _as_tensor(rgb), scale, tile, self_ensemble).cpu().numpy()
+
+
+def upscale_frames(model, frames, scale, tile=TILE, self_ensemble=False):
+    """A list of LR frames of one size (video frames), each upscaled as :func:`upscale` does it, pixel for
+    pixel. On a GPU the 8-bit frames go over together and run through bicubic and the network as one batch
+    (fewer, larger kernels); on the CPU, where a batch is no faster, one after the other."""
+    device = model.patch_extraction.weight.device
+    if device.type == "cpu" or len(frames) == 1 or frames[0].dtype == np.uint16:
+        return [upscale(model, f, scale, tile, self_ensemble) for f in frames]
+    return list(upscale_tensor(model, torch.from_numpy(np.stack(frames)), scale, tile, self_ensemble).cpu().numpy())
+
+
+def upscale_tensor(model, lr, scale, tile=TILE, self_ensemble=False):
+    """An (H, W, 3) uint8 tensor, or an (N, H, W, 3) one of N frames, upscaled on the model's device:
+    :func:`bicubic_upscale_torch` and the network, all N frames together; the uint8 result stays there."""
+    lr = lr.to(model.patch_extraction.weight.device)
+    return apply_network(model, bicubic_upscale_torch(lr, scale), tile, self_ensemble)

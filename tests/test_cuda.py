@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model import SRCNN
-from inference import apply_network_float, prepare, upscale
+from inference import apply_network_float, prepare, upscale, upscale_frames
 from utils import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -31,6 +31,15 @@ def test_the_gpu_pipeline_matches_the_cpu_one_to_one_level():
     for scale in (2, 3, 4):
         diff = np.abs(upscale(gpu, lr, scale).astype(int) - upscale(model, lr, scale).astype(int))
         assert diff.max() <= 1, scale  # the bicubic is exact; cuDNN's TF32 may move a rounding by one level
+
+
+def test_video_frames_batched_on_the_gpu_match_the_cpu_one_at_a_time():
+    torch.manual_seed(0)
+    model = SRCNN().eval()
+    gpu = prepare(copy.deepcopy(model), torch.device("cuda"))
+    frames = list(np.random.default_rng(2).integers(0, 256, (5, 30, 44, 3), dtype=np.uint8))
+    for got, frame in zip(upscale_frames(gpu, frames, 3, tile=64), frames):
+        assert np.abs(got.astype(int) - upscale(model, frame, 3).astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("amp", [False, True])
