@@ -1,9 +1,11 @@
-"""Inference CLI: upscale images with a trained SRCNN checkpoint, at the checkpoint's scale.
+"""Inference CLI: upscale images and videos with a trained SRCNN checkpoint, at the checkpoint's scale.
 
     python super_resolve.py image_examples/lr/butterfly.bmp            # writes butterfly_srcnn_x3.png beside it
     python super_resolve.py --checkpoint checkpoints/srcnn_x4.pth a.png photos/ --output-dir out/
+    python super_resolve.py clip.mp4                                   # clip_srcnn_x3.mp4, frame for frame
+    torchrun --nproc_per_node=4 super_resolve.py photos/ --output-dir out/   # the inputs shared by 4 processes
 
-Takes any number of image files and folders (their images; sub-folders too with ``--recursive``). The
+Takes any number of image and video files and folders (sub-folders too with ``--recursive``). The
 model is loaded once; each image is upscaled by bicubic interpolation and sharpened by the network (see
 ``inference.py``) and written, with what the file carries (see ``media.py``), as
 ``<stem>_srcnn_x{scale}.png`` beside its input, in ``--output-dir``, or at ``--output`` for a single input.
@@ -22,12 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
-from inference import PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, load_model, upscale
-from media import CRF, FORMATS, IMAGE_EXTENSIONS, QUALITY, VIDEO_CODEC, VIDEO_EXTENSIONS, check_writable, is_video, \
-    output_format, read_picture, upscale_video, with_frames, write_picture
+from inference import PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, load_model, upscale, upscale_frames
+from media import CRF, FORMATS, IMAGE_EXTENSIONS, PRESET, PRESETS, QUALITY, VIDEO_CODEC, VIDEO_EXTENSIONS, Encoding, \
+    check_writable, is_video, output_format, read_picture, upscale_video, with_frames, write_picture
 from utils import HelpFormatter, UserError, choose_device, positive_int
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint.pth")
+VIDEO_BATCH = 8  # video frames through the GPU at once (on the CPU one at a time: a batch is no faster there)
 MIN_TILE = 32  # output pixels: below about twice the 13-pixel receptive field, tiles mostly recompute margins
 
 
@@ -227,6 +230,9 @@ def build_parser():
                         "in .mkv; WebM outputs get libvpx-vp9)")
     p.add_argument("--crf", type=int, default=CRF, help="videos: libx264/VP9 quality, lower is better "
                                                          "(about 18 and below looks lossless)")
+    p.add_argument("--preset", choices=PRESETS, default=PRESET,
+                   help="videos: libx264 speed against file size (medium and slower: smaller files for more "
+                        "encoding work; README: Speed)")
     p.add_argument("--tile", type=tile_size, default=TILE,
                    help=f"tile side in output pixels (bounds memory; at least {MIN_TILE})")
     return p
@@ -239,25 +245,34 @@ def _stop_on_sigterm(signum, frame):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    group = Group.join()
+    error = None
     try:
         files, skipped = expand_inputs(args.inputs, args.recursive)
         if args.output and len(files) > 1:
             raise UserError("--output names one file: give a single input image, or use --output-dir")
         if args.output and args.output_dir:
             raise UserError("give --output or --output-dir, not both")
-        device = choose_device(args.cuda)
+        device = choose_device(args.cuda, group.local_rank)
         model, ckpt = load_model(args.checkpoint or DEFAULT_CHECKPOINT, device, args.precision)
         scale = checkpoint_scale(ckpt)
         pairs, existing = plan(files, scale, args)
     except UserError as e:
-        sys.exit(f"error: {e}")
-    for path, reason in skipped + existing:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    if not pairs:
-        print("nothing to do", file=sys.stderr)
-        return
-    images = [(p, o) for p, o in pairs if not is_video(p)]
-    videos = [(p, o) for p, o in pairs if is_video(p)]
+        error = f"error: {e}"
+    failing, first_failing = group.totals(error is not None, group.rank == 0 and error is not None)
+    if failing:  # all stop; the first process says why, or the others where it could go on
+        group.leave()
+        if error and (group.rank == 0 or not first_failing):
+            print(error, file=sys.stderr, flush=True)
+        sys.exit(1)
+    group.wait()  # every process has planned before any writes (else a later one would find outputs)
+    if group.rank == 0:
+        for path, reason in skipped + existing:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+        if not pairs:
+            print("nothing to do", file=sys.stderr)
+    images = group.share([(p, o) for p, o in pairs if not is_video(p)])
+    videos = group.share([(p, o) for p, o in pairs if is_video(p)])
     try:
         failed = upscale_all(images, lambda picture: super_resolve(model, picture, scale, args.tile,
                                                                    args.self_ensemble),
@@ -265,10 +280,69 @@ def main(argv=None):
         for path, out in videos:
             failed += not upscale_one_video(path, out, model, scale, args)
     except KeyboardInterrupt:
-        sys.exit("interrupted: every output written is whole, the one being written was removed (run again with "
-                 "--skip-existing to do the rest)")
-    if failed:  # each failure has had its line; a summary only where there were several inputs
-        sys.exit(f"error: {failed} of {len(pairs)} {'inputs' if videos else 'images'} failed" if len(pairs) > 1 else 1)
+        group.exit("interrupted: every output written is whole, the one being written was removed (run again with "
+                   "--skip-existing to do the rest)")
+    failed = group.totals(failed)[0]
+    group.leave()
+    kinds = "inputs" if any(is_video(p) for p, _ in pairs) else "images"
+    if failed and len(pairs) > 1:  # each failure has had its line; a summary where there were several inputs
+        group.exit(f"error: {failed} of {len(pairs)} {kinds} failed"
+                   + (f" ({group.world} processes)" if group.world > 1 else ""))
+    if failed:
+        sys.exit(1)
+    if group.world > 1 and group.rank == 0 and pairs:
+        print(f"{len(pairs)} {kinds} upscaled by {group.world} processes")
+
+
+class Group:
+    """The processes of one call: a single one, or those torchrun started (``torchrun --nproc_per_node=N
+    super_resolve.py ...``), which plan alike, share the inputs and count the failures together (gloo)."""
+
+    def __init__(self, rank=0, world=1, local_rank=0):
+        self.rank, self.world, self.local_rank = rank, world, local_rank
+
+    @classmethod
+    def join(cls):
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        import torch.distributed as dist
+        dist.init_process_group("gloo")
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def share(self, pairs):
+        """This process's part of ``pairs``: every ``world``-th, from its rank on; together, each once."""
+        return pairs[self.rank::self.world]
+
+    def wait(self):
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.barrier()
+
+    def totals(self, *counts):
+        """Each of ``counts`` summed over the processes."""
+        if self.world == 1:
+            return [int(c) for c in counts]
+        import torch
+        import torch.distributed as dist
+        t = torch.tensor([int(c) for c in counts])
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def leave(self):
+        """Leave the process group, after every process has come here (none closes its connections while
+        another still reads from them)."""
+        if self.world > 1:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
+    def exit(self, message):
+        """Exit with status 1 and ``message``, printed by the first process only."""
+        if self.rank == 0:
+            print(message, file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def upscale_one_video(path, out, model, scale, args):
@@ -280,8 +354,9 @@ def upscale_one_video(path, out, model, scale, args):
         bar.update(done - bar.n)
     try:
         check_output_folder(out)
-        frames, _ = upscale_video(path, out, lambda rgb: upscale(model, rgb, scale, args.tile, args.self_ensemble),
-                                  scale, args.video_codec, args.crf, progress=progress)
+        frames, _ = upscale_video(path, out, lambda lr: upscale_frames(model, lr, scale, args.tile, args.self_ensemble),
+                                  scale, Encoding(args.video_codec, args.crf, args.preset), progress,
+                                  VIDEO_BATCH if args.cuda else 1)
     except UserError as e:
         tqdm.write(f"error: {e}", file=sys.stderr)
         return False

@@ -29,3 +29,17 @@ def test_inference_benchmark_reports_processes_and_each_precision_whole_and_tile
     assert [l.split()[:2] for l in lines[4:]] == [["fp32", "whole"], ["fp32", "tile"], ["bf16", "whole"], ["bf16", "tile"]]
     assert all("30x20 -> 90x60" in l and "MP/s" in l and "frames/s" in l and "matrix-product rate" in l for l in lines[4:])
     assert lines[4].endswith("difference from fp32: 0")
+
+
+def test_video_benchmark_times_each_stage_and_the_whole_job():
+    r = subprocess.run([sys.executable, "benchmarks/video.py", "--size", "48x32", "--frames", "6",
+                        "--network-frames", "2", "--precision", "fp32", "bf16", "--presets", "veryfast", "medium"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("device: ") and "6 frames of 48x32" in lines[0]
+    assert [l.split(":")[0] for l in lines[1:]] == ["decode", "fp32 network", "encode", "encode",
+                                                    "fp32 whole job (--preset veryfast)", "bf16 network",
+                                                    "bf16 whole job (--preset veryfast)"]
+    assert "48x32 -> 144x96" in lines[2] and "--preset medium" in lines[4]
+    assert all("frames/s" in l for l in lines[1:]) and "% of the network's rate (6 frames in" in lines[5]

@@ -3,6 +3,7 @@ continues in a single process."""
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 from conftest import ROOT
@@ -31,3 +32,31 @@ def test_two_processes_match_one_and_their_checkpoint_resumes_alone(image_folder
                         "--num-epoch=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint.last")["epoch"] == 3
+
+
+def test_torchrun_shares_the_inputs_of_super_resolve_each_done_once_and_one_summary(identity_checkpoint, tmp_path):
+    from PIL import Image
+    from test_video import make_clip
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    make_clip(folder / "clip.mkv", tmp_path)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "super_resolve.py", "--checkpoint", identity_checkpoint, str(folder), "--output-dir",
+                        str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    wrote = [line for line in r.stdout.splitlines() if line.startswith("wrote ")]
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert len(wrote) == len(set(wrote)) == 6, r.stdout  # 5 images and the video, each by one process
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"img{i}_srcnn_x3.png" for i in range(5)] + ["clip_srcnn_x3.mkv"])
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "broken.png" in errors[0], r.stderr[-3000:]
+    assert errors[1] == "error: 1 of 7 inputs failed (2 processes)"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "super_resolve.py", "--checkpoint", identity_checkpoint, str(folder / "img0.png"),
+                        str(folder / "img1.png"), "--output-dir", str(tmp_path / "out")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.count("error:") == 1 and "exist already" in r.stderr, r.stderr[-3000:]

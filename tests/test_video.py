@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from inference import load_model, upscale
+from inference import load_model, upscale, upscale_tensor
+from media import Encoding, read_video_frames, upscale_video
 
 PTS = [0, 40, 80, 200, 240, 400, 440, 480]  # milliseconds: variable frame rate
 
@@ -64,8 +65,7 @@ def packets(path, kind):
 
 
 def decoded(path):
-    with av.open(str(path)) as c:
-        return [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    return list(read_video_frames(str(path)))
 
 
 def cli(checkpoint, *argv):
@@ -130,3 +130,86 @@ def test_bad_videos_are_refused_in_one_line_and_the_other_inputs_go_on(checkpoin
     r = cli(checkpoint, tmp_path / "cut.mkv", "--output-dir", tmp_path / "cut")
     if r.returncode:  # whether a cut Matroska file fails or gives its first frames is FFmpeg's call
         assert r.stderr.count("\n") == 1 and not list((tmp_path / "cut").glob("*.mkv"))
+
+
+def flat_clip(path, colour, size=(32, 24), frames=3, **tags):
+    """An H.264 clip of one flat colour, with ``tags`` (colorspace, color_range, ...) set on its stream and a
+    display rotation of 90 degrees when ``rotate``."""
+    rotate = tags.pop("rotate", False)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = *size, "yuv420p"
+        v.options = {"crf": "0"}
+        for k, value in tags.items():
+            setattr(v.codec_context, k, value)
+        if rotate:
+            v.set_display_rotation(90)
+        rgb = np.full((size[1], size[0], 3), colour, np.uint8)
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace="ITU709" if tags.get("colorspace") == 1 else "ITU601",
+                dst_color_range=tags.get("color_range", 1))
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+    return path
+
+
+def stream_tags(path):
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        tags = {k: getattr(cc, k) for k in ("colorspace", "color_range", "color_primaries", "color_trc")}
+        rotation = next(c.decode(video=0)).rotation
+    return tags, rotation, decoded(path)[0][1].reshape(-1, 3).mean(0)
+
+
+def test_rotation_colour_matrix_and_range_are_kept_and_colours_stay(checkpoint, tmp_path):
+    tagged = {"colorspace": 1, "color_range": 2, "color_primaries": 1, "color_trc": 1}  # BT.709, full range
+    src = flat_clip(tmp_path / "hd.mp4", (0, 200, 220), rotate=True, **tagged)
+    r = cli(checkpoint, src, "--crf", "0")
+    assert r.returncode == 0, r.stderr
+    (tags_in, rot_in, rgb_in), (tags_out, rot_out, rgb_out) = (stream_tags(p) for p in (src, tmp_path / "hd_srcnn_x3.mp4"))
+    assert tags_in == tags_out == tagged and rot_in == rot_out == 90
+    assert np.abs(rgb_in - rgb_out).max() < 1.5, (rgb_in, rgb_out)
+    # untagged and small: decoded as players show it (BT.601, limited range) and the output says so
+    src = flat_clip(tmp_path / "sd.mp4", (0, 200, 220))
+    r = cli(checkpoint, src, "--crf", "0")
+    assert r.returncode == 0, r.stderr
+    (tags_in, rot_in, rgb_in), (tags_out, rot_out, rgb_out) = (stream_tags(p) for p in (src, tmp_path / "sd_srcnn_x3.mp4"))
+    assert tags_in["colorspace"] == 2 and tags_out["colorspace"] == 6 and tags_out["color_range"] == 1
+    assert rot_in == rot_out == 0
+    assert np.abs(rgb_in - rgb_out).max() < 1.5, (rgb_in, rgb_out)
+
+
+def test_frames_batched_through_the_network_come_out_as_one_at_a_time(checkpoint, tmp_path):
+    src = make_clip(tmp_path / "clip.mkv", tmp_path)  # 8 frames, audio and subtitles between them
+    model, _ = load_model(checkpoint, torch.device("cpu"))
+    sizes = []
+
+    def batched(frames):  # the GPU's path (one tensor of N frames), here on the CPU
+        sizes.append(len(frames))
+        return list(upscale_tensor(model, torch.from_numpy(np.stack(frames)), 3, tile=40).numpy())
+    n, _ = upscale_video(str(src), str(tmp_path / "b.mkv"), batched, 3, Encoding("ffv1"), batch=3)
+    assert n == 8 and sizes == [3, 3, 2]
+    for (_, o), (_, i) in zip(decoded(tmp_path / "b.mkv"), decoded(src)):
+        np.testing.assert_array_equal(o, upscale(model, i, 3))
+    for kind in ("audio", "subtitles"):
+        assert packets(tmp_path / "b.mkv", kind) == packets(src, kind)
+
+
+def test_a_stop_mid_video_leaves_no_file_and_no_thread(checkpoint, tmp_path):
+    import threading
+    src = make_clip(tmp_path / "clip.mkv", tmp_path)
+    model, _ = load_model(checkpoint, torch.device("cpu"))
+    seen = []
+
+    def stopped_at_the_fourth(frames):
+        seen.extend(frames)
+        if len(seen) == 4:
+            raise KeyboardInterrupt
+        return [upscale(model, f, 3) for f in frames]
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(str(src), str(tmp_path / "out.mkv"), stopped_at_the_fourth, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "s.srt"]  # no output, no temporary
+    assert threading.active_count() == before

@@ -1,0 +1,110 @@
+"""Video speed: a 1280x720 clip upscaled to 3840x2160 (x3), the stages apart and the whole job.
+
+    python benchmarks/video.py [--cuda] [--precision fp32 bf16] [--frames 72] [--size 1280x720]
+
+Makes an H.264 clip of --frames frames (a moving synthetic picture, libx264 at crf 16) and times, each on
+its own: decoding it to RGB frames; the network (the image engine, `inference.upscale_frames` as
+super_resolve.py calls it: one frame at a time on the CPU, super_resolve.VIDEO_BATCH frames at a time on
+the GPU; the mean over --network-frames frames after a warm-up, as the job's rate is a mean); and
+encoding 4K frames (each input frame bicubic-upscaled, so the encoder sees moving pictures: RGB to 4:2:0,
+libx264 at the default crf and each of --presets, written to a file). Then the whole job as
+super_resolve.py runs it (`media.upscale_video`: the three stages overlapped in threads), with the first
+of --presets.
+
+The whole job's rate is its frame count over its wall time, start (the file opened) to end (the output
+closed), with the fill and the drain of the pipeline in it: a little below what a long video gets.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from benchmarks.inference import device_name, size_arg, sync, synthetic  # noqa: E402
+from inference import PRECISIONS, bicubic_upscale, checkpoint_scale, load_model, upscale_frames  # noqa: E402
+from media import CRF, PRESET, PRESETS, VIDEO_CODEC, Encoding, encode_video, read_video_frames, upscale_video  # noqa: E402
+from super_resolve import VIDEO_BATCH  # noqa: E402
+
+
+def make_clip(path, w, h, frames):
+    """An H.264 clip of ``frames`` frames: a synthetic picture moving 3 pixels a frame, 25 frames/s."""
+    picture = synthetic(h, w + 3 * frames)
+    encode_video((np.ascontiguousarray(picture[:, 3 * i:3 * i + w]) for i in range(frames)), path,
+                 Encoding(preset="medium"))
+
+
+def decode(path):
+    """The clip's frames as RGB arrays, read as super_resolve.py reads them, and the frames/s of it."""
+    start = time.perf_counter()
+    frames = [rgb for _, rgb in read_video_frames(path)]
+    return frames, len(frames) / (time.perf_counter() - start)
+
+
+def encode(frames, path, encoding):
+    """Frames/s of encoding ``frames`` as super_resolve.py does, start to end, and CPU-seconds per frame."""
+    start, cpu = time.perf_counter(), time.process_time()
+    n = encode_video(frames, path, encoding)
+    return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=os.path.join(ROOT, "checkpoint.pth"))
+    p.add_argument("--cuda", action="store_true", help="run the network on the GPU")
+    p.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=["fp32", "bf16"])
+    p.add_argument("--frames", type=int, default=72, help="frames in the clip")
+    p.add_argument("--size", type=size_arg, default=(1280, 720), help="input frame WxH")
+    p.add_argument("--network-frames", type=int,
+                   help="frames the network alone is timed on (default: 6 on the CPU, 4 batches on the GPU)")
+    p.add_argument("--presets", nargs="+", choices=PRESETS, default=[PRESET],
+                   help="libx264 presets to time the encoder with; the whole job uses the first")
+    args = p.parse_args()
+    if args.cuda and not torch.cuda.is_available():
+        sys.exit("error: --cuda was given but no CUDA device is available")
+    if args.frames < 2:
+        sys.exit("error: --frames must be at least 2")
+    device = torch.device("cuda" if args.cuda else "cpu")
+    batch = VIDEO_BATCH if args.cuda else 1
+    w, h = args.size
+    print(f"device: {device_name(device)}; torch {torch.__version__}; {args.frames} frames of {w}x{h}")
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = os.path.join(tmp, "clip.mp4")
+        make_clip(clip, w, h, args.frames)
+        frames, decode_fps = decode(clip)
+        print(f"decode: {decode_fps:.2f} frames/s ({w}x{h} H.264 to RGB)", flush=True)
+        for precision in args.precision:
+            model, ckpt = load_model(args.checkpoint, device, precision)
+            scale = checkpoint_scale(ckpt)
+            upscale_frames(model, frames[:batch], scale)  # warm-up: oneDNN's primitives, cuDNN's choice of kernels
+            timed = frames[1:1 + (args.network_frames or (4 * batch if args.cuda else 6))]
+            sync(device)
+            start = time.perf_counter()
+            for i in range(0, len(timed), batch):
+                upscale_frames(model, timed[i:i + batch], scale)
+            sync(device)
+            network_fps = len(timed) / (time.perf_counter() - start)
+            print(f"{precision} network: {network_fps:.2f} frames/s ({w}x{h} -> {w * scale}x{h * scale}, bicubic "
+                  f"included, {batch} frame{'s' if batch > 1 else ''} at a time)", flush=True)
+            if precision == args.precision[0]:
+                big = [bicubic_upscale(f, scale) for f in frames]
+                for preset in args.presets:
+                    fps, cpu = encode(big, os.path.join(tmp, "enc.mp4"), Encoding(preset=preset))
+                    print(f"encode: {fps:.2f} frames/s, {cpu:.3f} CPU-s a frame ({w * scale}x{h * scale} RGB to 4:2:0 "
+                          f"{VIDEO_CODEC} --preset {preset}, crf {CRF})", flush=True)
+                del big
+            start = time.perf_counter()
+            n, _ = upscale_video(clip, os.path.join(tmp, f"out-{precision}.mp4"),
+                                 lambda lr: upscale_frames(model, lr, scale), scale, Encoding(preset=args.presets[0]),
+                                 batch=batch)
+            wall = time.perf_counter() - start
+            print(f"{precision} whole job (--preset {args.presets[0]}): {n / wall:.2f} frames/s, "
+                  f"{100 * n / wall / network_fps:.0f}% of the network's rate ({n} frames in {wall:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
