@@ -43,3 +43,14 @@ def test_video_benchmark_times_each_stage_and_the_whole_job():
                                                     "bf16 whole job (--preset veryfast)"]
     assert "48x32 -> 144x96" in lines[2] and "--preset medium" in lines[4]
     assert all("frames/s" in l for l in lines[1:]) and "% of the network's rate (6 frames in" in lines[5]
+
+
+def test_epoch_probe_trains_and_reports_every_epoch(image_folder, tmp_path):
+    r = subprocess.run([sys.executable, "benchmarks/epoch_probe.py", "--train-data", image_folder, "--test-data",
+                        image_folder, "--batch-size", "4", "--num-epoch", "2", "--out-dir", str(tmp_path / "run")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    probes = [l for l in r.stdout.splitlines() if l.startswith("probe epoch")]
+    assert [p.split(":")[0] for p in probes] == ["probe epoch 1", "probe epoch 2"]
+    assert all("s wall" in p and "fixed pass" in p and "page faults" in p for p in probes)
+    assert (tmp_path / "run" / "checkpoint.last").exists()
