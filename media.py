@@ -376,9 +376,11 @@ def upscale_video(src, dst, upscale_frames, scale, encoding=Encoding(), progress
     (:class:`Encoding`; ffv1 is lossless in RGB) in 8-bit 4:2:0, which every player opens, except ffv1,
     which keeps RGB exactly.
 
-    Decoding, the network and encoding run at once, in three threads joined by short queues (FFmpeg and
-    torch let go of Python's lock while they work). ``progress(n, total)`` is called after each frame
-    written (total: the container's frame count, None if unknown)."""
+    Decoding, the network and encoding run at once: decoding and encoding in threads of their own (the
+    encoder on the CPU time the network leaves, see :class:`_Sink`), the network in the calling thread,
+    joined by short queues (FFmpeg and torch let go of Python's lock while they work). ``progress(n,
+    total)`` is called, from the encoding thread, after each frame written (total: the container's frame
+    count, None if unknown)."""
     import av
     ext = os.path.splitext(dst)[1].lower()
     if ext not in VIDEO_CONTAINERS:
