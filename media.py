@@ -343,9 +343,9 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
 VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
 VIDEO_CODEC = "libx264"
 CRF = 16  # libx264's constant rate factor: about 18 and below is visually lossless; 0 is lossless in YUV
-# libx264/libx265's speed against file size. At 4K on a 2-core Xeon, "medium" (FFmpeg's default) took 0.30
-# CPU-seconds a frame and "veryfast" 0.12, a quarter and a tenth of the bf16 network's 1.6: the encoder then
-# leaves the network its cores (README: Speed).
+# libx264/libx265's speed against file size and fidelity: at 4K on a 2-core Xeon "veryfast" took 0.13
+# CPU-seconds a frame, "medium" (FFmpeg's default) 0.23; where a GPU runs the network, the encoder is the
+# slower stage (README: Speed).
 PRESET = "veryfast"
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -376,9 +376,8 @@ def upscale_video(src, dst, upscale_frames, scale, encoding=Encoding(), progress
     (:class:`Encoding`; ffv1 is lossless in RGB) in 8-bit 4:2:0, which every player opens, except ffv1,
     which keeps RGB exactly.
 
-    Decoding, the network and encoding run at once: decoding and encoding in threads of their own (the
-    encoder on the CPU time the network leaves, see :class:`_Sink`), the network in the calling thread,
-    joined by short queues (FFmpeg and torch let go of Python's lock while they work). ``progress(n,
+    Decoding, the network and encoding run at once: decoding and encoding in threads of their own, the
+    network in the calling thread, joined by short queues (FFmpeg and torch let go of Python's lock while they work). ``progress(n,
     total)`` is called, from the encoding thread, after each frame written (total: the container's frame
     count, None if unknown)."""
     import av
@@ -466,19 +465,15 @@ class _Stage:
 class _Sink:
     """Runs ``consume(items)`` in a thread of its own over the items given to :meth:`put`, at most ``depth``
     behind; :meth:`finish` ends the items and waits for it; what it raises is raised in :meth:`put` or
-    :meth:`finish`. :meth:`close` (idempotent) stops it at the item at hand without finishing.
-
-    ``background``: the thread, and the threads it starts (libx264's), run on CPU time that the others
-    leave (Linux's SCHED_IDLE: a minimal share, never none). For the encoder, whose frames wait in the
-    queue and hold the network back when it falls behind, so that it is never left behind for long."""
+    :meth:`finish`. :meth:`close` (idempotent) stops it at the item at hand without finishing."""
     END = object()
 
     class Stopped(Exception):
         pass
 
-    def __init__(self, consume, depth, background=False):
+    def __init__(self, consume, depth):
         self.queue, self.stopped, self.error = queue.Queue(depth), threading.Event(), None
-        self.thread = threading.Thread(target=self._work, args=(consume, background), daemon=True)
+        self.thread = threading.Thread(target=self._work, args=(consume,), daemon=True)
         self.thread.start()
 
     def _items(self):
@@ -494,9 +489,7 @@ class _Sink:
             if item is not None:
                 yield item
 
-    def _work(self, consume, background):
-        if background and hasattr(os, "SCHED_IDLE"):  # Linux, where a thread's own id names it alone
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+    def _work(self, consume):
         try:
             consume(self._items())
         except self.Stopped:
@@ -665,11 +658,11 @@ def _transcode(inp, out, upscale_frames, scale, encoding, progress, batch):
         if s is not vin and s.type in ("audio", "subtitle"):
             copies[s.index] = out.add_stream_from_template(s)
             copies[s.index].metadata.update(s.metadata)
-    # three threads: decoding, the network (this one: torch computes fastest from the thread that started
-    # its worker threads, measured 1.19 frames/s against 0.96 from another), encoding in the background
+    # three threads: decoding, the network (this one: torch computed the same frames at 1.19 frames/s here
+    # against 0.96 from a second thread), encoding
     decoded = _Stage(_decode_video(inp, vin, copies, matrix), 2 * batch + 2)
     encoder = _Sink(lambda items: _encode(items, out, vout, copies, matrix, progress, vin.frames or None),
-                    2 * batch + 2, background=True)
+                    2 * batch + 2)
     count = 0
     try:
         for item in _network(decoded, upscale_frames, batch):
