@@ -1,8 +1,13 @@
 """Shared fixtures. Real-image tests read the repository's data/ (T91/ and Set5/ are committed);
 SRCNN_DATA, a folder holding image sets, overrides it. The benchmark sets that are not shipped
 (Set14/, BSD100/) are looked for there too and in ../shared/data; tests that need them skip saying so."""
+import importlib
 import os
+import signal
+import subprocess
 import sys
+import tempfile
+import traceback
 
 import numpy as np
 import pytest
@@ -10,6 +15,49 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+
+def cli(script, *argv, cwd=ROOT):
+    """Run a command-line tool as `python SCRIPT ARGV...` would, but inside this process (starting Python and
+    torch again would cost a second or more a call): its stdout and stderr, the file descriptors too, are
+    captured, an uncaught exception is printed as a traceback with exit status 1, as Python does, and the
+    working folder and signal handlers are put back afterwards. Signals, Ctrl-C and torchrun still need a real
+    process (subprocess); tests/test_cli.py runs the real entry points too."""
+    argv = [str(a) for a in argv]
+    tool = importlib.import_module(os.path.splitext(script)[0])
+    saved = (os.getcwd(), sys.argv, sys.stdout, sys.stderr, os.dup(1), os.dup(2),
+             {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)})
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(out.fileno(), 1)  # the same open file as `out`: Python's and C's writes land in order
+        os.dup2(err.fileno(), 2)
+        sys.stdout, sys.stderr, sys.argv = out, err, [script, *argv]
+        try:
+            os.chdir(cwd)
+            tool.main(argv)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            if not isinstance(e.code, (int, type(None))):
+                print(e.code, file=err)
+        except Exception:
+            traceback.print_exc(file=err)
+            code = 1
+        finally:
+            out.flush()
+            err.flush()
+            here, sys.argv, sys.stdout, sys.stderr, fd1, fd2, handlers = saved
+            os.dup2(fd1, 1)
+            os.dup2(fd2, 2)
+            os.close(fd1)
+            os.close(fd2)
+            os.chdir(here)
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess([script, *argv], code, out.read(), err.read())
 
 
 def real_data(subset):

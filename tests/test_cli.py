@@ -9,7 +9,7 @@ import torch
 
 import main
 import training
-from conftest import ROOT
+from conftest import ROOT, cli
 from utils import RGB_TO_YCBCR, load_checkpoint, rgb_to_y, rgb_to_ycbcr, save_checkpoint
 
 
@@ -112,8 +112,8 @@ def test_the_scale_travels_from_training_to_resume_inspect_evaluate_and_super_re
     assert f"scale:      x{scale}\n" in text and f"border {scale})" in text
     main.main(["evaluate", str(run / "checkpoint.last"), "--data", image_folder])
     assert capsys.readouterr().out.startswith(f"x{scale}, 3 images")
-    r = _cli("super_resolve.py", "--checkpoint", str(run / "checkpoint.last"), f"{image_folder}/img1.png",
-             "--output-dir", str(tmp_path / "out"))
+    r = cli("super_resolve.py", "--checkpoint", run / "checkpoint.last", f"{image_folder}/img1.png",
+            "--output-dir", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     from PIL import Image
     assert Image.open(tmp_path / "out" / f"img1_srcnn_x{scale}.png").size == (48 * scale, 48 * scale)
@@ -137,16 +137,13 @@ def test_data_of_another_scale_is_refused(image_folder, tmp_path, capsys):
     assert "holds x2 pairs, but x3 was asked for" in str(e.value.code)
 
 
-def _cli(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
 def test_cuda_without_a_gpu_and_no_subcommand_fail_in_one_line():
+    """The real entry points, each in a process of its own (elsewhere the tools run in-process: conftest.cli)."""
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the no-GPU message cannot be tested here")
     for argv in (["main.py", "train", "--cuda", "--num-epoch=1"], ["main.py", "resume", "x.pth", "--cuda"],
                  ["main.py"], ["super_resolve.py", "--checkpoint", "nope.pth", "x.png", "--cuda"]):
-        r = _cli(*argv)
+        r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert r.returncode != 0 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (argv, r.stderr)
 
 

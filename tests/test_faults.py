@@ -13,12 +13,8 @@ import torch
 from PIL import Image
 
 import main
-from conftest import ROOT
+from conftest import ROOT, cli
 from utils import load_checkpoint
-
-
-def cli(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, *map(str, argv)], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def assert_clean_failure(r, needle):

@@ -1,8 +1,6 @@
 """What the user's files carry comes back with the upscaled pixels: ICC profile, EXIF, DPI, text, 16 bits,
 every form of transparency, animation frames with their timing; files the tool cannot handle are refused
 with one line. Every file here is made by the test and read back after the round trip."""
-import subprocess
-import sys
 
 import numpy as np
 import png
@@ -10,7 +8,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageOps, ImageSequence, JpegImagePlugin, PngImagePlugin
 
-from conftest import ROOT
+from conftest import cli
 from media import read_picture
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -22,8 +20,7 @@ def checkpoint(identity_checkpoint):
 
 
 def upscale(checkpoint, *argv):
-    r = subprocess.run([sys.executable, "super_resolve.py", "--checkpoint", checkpoint, *map(str, argv)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+    r = cli("super_resolve.py", "--checkpoint", checkpoint, *argv)
     assert "Traceback" not in r.stderr, r.stderr
     return r
 

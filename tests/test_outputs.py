@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, cli
 
 
 @pytest.fixture
@@ -20,9 +20,8 @@ def checkpoint(identity_checkpoint):
     return identity_checkpoint
 
 
-def cli(checkpoint, *argv, **kw):
-    return subprocess.run([sys.executable, "super_resolve.py", "--checkpoint", checkpoint, *map(str, argv)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, **kw)
+def upscale(checkpoint, *argv):
+    return cli("super_resolve.py", "--checkpoint", checkpoint, *argv)
 
 
 def image(path, value=100, size=(8, 10)):
@@ -37,7 +36,7 @@ def digest(path):
 
 def test_two_inputs_of_one_output_are_refused_before_anything_is_written(checkpoint, tmp_path):
     a, b, c = image(tmp_path / "c1" / "x.png"), image(tmp_path / "c2" / "x.tiff"), image(tmp_path / "c0" / "a.png")
-    r = cli(checkpoint, c, a, b, "--output-dir", tmp_path / "out")
+    r = upscale(checkpoint, c, a, b, "--output-dir", tmp_path / "out")
     assert r.returncode == 1 and str(a) in r.stderr and str(b) in r.stderr and "both" in r.stderr
     assert not (tmp_path / "out").exists()  # not even the first, unclashing input was written
 
@@ -46,7 +45,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_is_intact(checkpoin
     src = image(tmp_path / "self.png")
     before = digest(src)
     for extra in ([], ["--overwrite"]):
-        r = cli(checkpoint, src, "--output", src, *extra)
+        r = upscale(checkpoint, src, "--output", src, *extra)
         assert r.returncode == 1 and "would replace the input" in r.stderr
     assert digest(src) == before
 
@@ -54,18 +53,18 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_is_intact(checkpoin
 def test_existing_outputs_are_refused_skipped_or_replaced_only_as_asked(checkpoint, tmp_path):
     src = image(tmp_path / "a.png")
     out = tmp_path / "a_srcnn_x3.png"
-    assert cli(checkpoint, src).returncode == 0
+    assert upscale(checkpoint, src).returncode == 0
     first = digest(out)
     image(src, value=200)
-    r = cli(checkpoint, src)
+    r = upscale(checkpoint, src)
     assert r.returncode == 1 and "exists already" in r.stderr and "--skip-existing" in r.stderr
-    r = cli(checkpoint, src, "--skip-existing")
+    r = upscale(checkpoint, src, "--skip-existing")
     assert r.returncode == 0 and "skipped" in r.stderr and digest(out) == first
-    r = cli(checkpoint, src, "--overwrite")
+    r = upscale(checkpoint, src, "--overwrite")
     assert r.returncode == 0 and digest(out) != first
     out.chmod(0o444)
     kept = digest(out)
-    r = cli(checkpoint, src, "--overwrite")
+    r = upscale(checkpoint, src, "--overwrite")
     assert r.returncode == 1 and "read-only" in r.stderr
     assert digest(out) == kept and (out.stat().st_mode & 0o777) == 0o444
 
@@ -76,7 +75,7 @@ def test_folder_scan_reports_every_file_it_skips_and_takes_a_users_own_srcnn_nam
     image(folder / "photo_srcnn_x3.png")  # an earlier output, beside its input
     image(folder / "holiday_srcnn_x2.png")  # the user's own file: no holiday.* beside it
     (folder / "notes.txt").write_text("hello")
-    r = cli(checkpoint, folder, "--output-dir", tmp_path / "out")
+    r = upscale(checkpoint, folder, "--output-dir", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["holiday_srcnn_x2_srcnn_x3.png", "photo_srcnn_x3.png"]
     skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped")]
@@ -86,9 +85,9 @@ def test_folder_scan_reports_every_file_it_skips_and_takes_a_users_own_srcnn_nam
 def test_recursive_keeps_the_folder_structure(checkpoint, tmp_path):
     for rel in ("a.png", "sub/b.png", "sub/deeper/c.jpg"):
         image(tmp_path / "in" / rel)
-    r = cli(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
+    r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
     assert r.returncode == 0 and sorted(os.listdir(tmp_path / "out")) == ["a_srcnn_x3.png"]
-    r = cli(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out2", "--recursive")
+    r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out2", "--recursive")
     assert r.returncode == 0, r.stderr
     found = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out2") for d, _, fs in os.walk(tmp_path / "out2")
                    for f in fs)
@@ -96,7 +95,7 @@ def test_recursive_keeps_the_folder_structure(checkpoint, tmp_path):
 
 
 def test_a_tile_below_the_minimum_is_refused(checkpoint, tmp_path):
-    r = cli(checkpoint, image(tmp_path / "a.png"), "--tile", "1")
+    r = upscale(checkpoint, image(tmp_path / "a.png"), "--tile", "1")
     assert r.returncode == 2 and "smallest tile" in r.stderr
 
 
@@ -136,7 +135,7 @@ def test_a_killed_batch_leaves_whole_outputs_and_skip_existing_does_only_the_res
     if how == signal.SIGTERM:  # stopped as Ctrl-C is: it says so, and leaves no temporary file
         assert "interrupted" in err and "Traceback" not in err
         assert len(done) == len(_outputs(tmp_path))
-    r = cli(checkpoint, tmp_path / "in", "--recursive", "--output-dir", tmp_path / "out", "--skip-existing")
+    r = upscale(checkpoint, tmp_path / "in", "--recursive", "--output-dir", tmp_path / "out", "--skip-existing")
     assert r.returncode == 0, r.stderr
     assert len([line for line in r.stdout.splitlines() if line.startswith("wrote")]) == n - len(done)
     assert len([line for line in r.stderr.splitlines() if line.startswith("skipped")]) == len(done)

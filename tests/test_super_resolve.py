@@ -1,14 +1,12 @@
 """Inference: exact tiling, the image edge, self-ensemble, output naming, many inputs, and every kind of
 input image."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, cli
 from model import SRCNN
 from inference import (apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges, prepare,
                        symmetry)
@@ -22,8 +20,7 @@ def checkpoint(identity_checkpoint):
 
 
 def run(*argv):
-    return subprocess.run([sys.executable, "super_resolve.py", *map(str, argv)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return cli("super_resolve.py", *argv)
 
 
 def test_tiles_reproduce_the_whole_image_pass_single_and_self_ensemble():

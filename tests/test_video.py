@@ -2,15 +2,13 @@
 audio and subtitle packets copied byte for byte with their language tags, the lossless choice equal to the
 image path, and bad videos refused with one line and nothing left behind. Clips are made here with PyAV."""
 import fractions
-import subprocess
-import sys
 
 import av
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import cli
 from inference import load_model, upscale, upscale_tensor
 from media import Encoding, read_video_frames, upscale_video
 
@@ -68,16 +66,15 @@ def decoded(path):
     return list(read_video_frames(str(path)))
 
 
-def cli(checkpoint, *argv):
-    r = subprocess.run([sys.executable, "super_resolve.py", "--checkpoint", checkpoint, *map(str, argv)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+def run(checkpoint, *argv):
+    r = cli("super_resolve.py", "--checkpoint", checkpoint, *argv)
     assert "Traceback" not in r.stderr, r.stderr
     return r
 
 
 def test_frames_timestamps_audio_and_subtitles_come_through(checkpoint, tmp_path):
     src = make_clip(tmp_path / "clip.mkv", tmp_path)
-    r = cli(checkpoint, src)
+    r = run(checkpoint, src)
     out = tmp_path / "clip_srcnn_x3.mkv"
     assert r.returncode == 0, r.stderr
     assert f"wrote {out} (8 frames)" in r.stdout
@@ -100,7 +97,7 @@ def test_frames_timestamps_audio_and_subtitles_come_through(checkpoint, tmp_path
 def test_the_lossless_codec_gives_the_image_paths_pixels_exactly(checkpoint, tmp_path):
     mkv = tmp_path / "clip.mkv"
     make_clip(mkv, tmp_path, subtitles=False)
-    r = cli(checkpoint, mkv, "--output-dir", tmp_path / "out", "--video-codec", "ffv1")
+    r = run(checkpoint, mkv, "--output-dir", tmp_path / "out", "--video-codec", "ffv1")
     assert r.returncode == 0, r.stderr
     model, _ = load_model(checkpoint, torch.device("cpu"))
     for (_, o), (_, i) in zip(decoded(tmp_path / "out" / "clip_srcnn_x3.mkv"), decoded(mkv)):
@@ -118,16 +115,16 @@ def test_bad_videos_are_refused_in_one_line_and_the_other_inputs_go_on(checkpoin
     good = make_clip(tmp_path / "good.mkv", tmp_path)
     whole = (tmp_path / "good.mkv").read_bytes()
     (tmp_path / "cut.mkv").write_bytes(whole[:len(whole) // 2])
-    r = cli(checkpoint, tmp_path / "garbage.mp4", tmp_path / "sound.mkv", good, "--output-dir", tmp_path / "out")
+    r = run(checkpoint, tmp_path / "garbage.mp4", tmp_path / "sound.mkv", good, "--output-dir", tmp_path / "out")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 1 and len(errors) == 3, r.stderr
     assert "cannot read video" in errors[0] and "no video stream" in errors[1] and "2 of 3 inputs failed" in errors[2]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_srcnn_x3.mkv"]  # no partial file left
-    r = cli(checkpoint, good, "--output", tmp_path / "x.webm")  # WebM takes no AAC: refused, nothing left
+    r = run(checkpoint, good, "--output", tmp_path / "x.webm")  # WebM takes no AAC: refused, nothing left
     assert r.returncode == 1 and "does not support" in r.stderr and not (tmp_path / "x.webm").exists()
-    r = cli(checkpoint, good, "--output", tmp_path / "y.mkv", "--video-codec", "nosuch")
+    r = run(checkpoint, good, "--output", tmp_path / "y.mkv", "--video-codec", "nosuch")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and not (tmp_path / "y.mkv").exists()
-    r = cli(checkpoint, tmp_path / "cut.mkv", "--output-dir", tmp_path / "cut")
+    r = run(checkpoint, tmp_path / "cut.mkv", "--output-dir", tmp_path / "cut")
     if r.returncode:  # whether a cut Matroska file fails or gives its first frames is FFmpeg's call
         assert r.stderr.count("\n") == 1 and not list((tmp_path / "cut").glob("*.mkv"))
 
@@ -166,14 +163,14 @@ def stream_tags(path):
 def test_rotation_colour_matrix_and_range_are_kept_and_colours_stay(checkpoint, tmp_path):
     tagged = {"colorspace": 1, "color_range": 2, "color_primaries": 1, "color_trc": 1}  # BT.709, full range
     src = flat_clip(tmp_path / "hd.mp4", (0, 200, 220), rotate=True, **tagged)
-    r = cli(checkpoint, src, "--crf", "0")
+    r = run(checkpoint, src, "--crf", "0")
     assert r.returncode == 0, r.stderr
     (tags_in, rot_in, rgb_in), (tags_out, rot_out, rgb_out) = (stream_tags(p) for p in (src, tmp_path / "hd_srcnn_x3.mp4"))
     assert tags_in == tags_out == tagged and rot_in == rot_out == 90
     assert np.abs(rgb_in - rgb_out).max() < 1.5, (rgb_in, rgb_out)
     # untagged and small: decoded as players show it (BT.601, limited range) and the output says so
     src = flat_clip(tmp_path / "sd.mp4", (0, 200, 220))
-    r = cli(checkpoint, src, "--crf", "0")
+    r = run(checkpoint, src, "--crf", "0")
     assert r.returncode == 0, r.stderr
     (tags_in, rot_in, rgb_in), (tags_out, rot_out, rgb_out) = (stream_tags(p) for p in (src, tmp_path / "sd_srcnn_x3.mp4"))
     assert tags_in["colorspace"] == 2 and tags_out["colorspace"] == 6 and tags_out["color_range"] == 1
