@@ -27,7 +27,7 @@ from tqdm import tqdm
 from inference import PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, load_model, upscale, upscale_frames
 from media import CRF, FORMATS, IMAGE_EXTENSIONS, PRESET, PRESETS, QUALITY, VIDEO_CODEC, VIDEO_EXTENSIONS, Encoding, \
     check_writable, is_video, output_format, read_picture, upscale_video, with_frames, write_picture
-from utils import HelpFormatter, UserError, choose_device, positive_int
+from utils import HelpFormatter, UserError, choose_device, positive_int, whole_lines
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint.pth")
 VIDEO_BATCH = 8  # video frames through the GPU at once (on the CPU one at a time: a batch is no faster there)
@@ -307,6 +307,7 @@ class Group:
         if world == 1:
             return cls()
         import torch.distributed as dist
+        whole_lines()
         dist.init_process_group("gloo")
         return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
 

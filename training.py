@@ -27,7 +27,7 @@ from inference import load_model, symmetry
 from info import Info
 from model import SRCNN
 from utils import (CHECKPOINT_VERSION, MODEL_NAME, RGB_TO_YCBCR, UserError, choose_device, cpu_has_bf16,
-                   keep_freed_memory, load_checkpoint, mean_metrics, save_checkpoint, set_seed)
+                   keep_freed_memory, load_checkpoint, mean_metrics, save_checkpoint, set_seed, whole_lines)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 CHECKPOINTS = ("checkpoint.last", "checkpoint.interrupted")  # where a run's newest state can be
@@ -287,6 +287,7 @@ def distributed_context(args):
             raise UserError(f"--batch-size {args.batch_size} is not divisible by the {world} processes")
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        whole_lines()
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Process(rank, world, device)
 

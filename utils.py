@@ -9,6 +9,7 @@ import ctypes
 import math
 import os
 import random
+import sys
 import tempfile
 
 import numpy as np
@@ -163,6 +164,14 @@ def choose_device(cuda, local_rank=0):
     if not torch.cuda.is_available():
         raise UserError("--cuda was given but no CUDA device is available; drop --cuda to run on the CPU")
     return torch.device("cuda", local_rank)
+
+
+def whole_lines():
+    """Have stdout and stderr write each line in one piece. torchrun starts its processes unbuffered
+    (``python -u``), where print writes the text and the newline apart, and another process's line can land
+    between them in the pipe or terminal they share (seen: two "wrote" lines run together on one line)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True, write_through=False)
 
 
 def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):

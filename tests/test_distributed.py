@@ -60,3 +60,28 @@ def test_torchrun_shares_the_inputs_of_super_resolve_each_done_once_and_one_summ
                         str(folder / "img1.png"), "--output-dir", str(tmp_path / "out")],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and r.stderr.count("error:") == 1 and "exist already" in r.stderr, r.stderr[-3000:]
+
+
+def test_each_line_is_one_write_so_the_processes_lines_cannot_run_together(monkeypatch):
+    import io
+    from utils import whole_lines
+
+    class Pipe(io.RawIOBase):  # what the processes share, recording each write torchrun's `python -u` makes
+        def __init__(self):
+            self.writes = []
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.writes.append(bytes(b))
+            return len(b)
+
+    pipes = Pipe(), Pipe()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(pipes[0], write_through=True))  # as `python -u` sets it
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(pipes[1], write_through=True))
+    whole_lines()
+    print("wrote a.png")
+    print("error: b.png", file=sys.stderr)
+    print("wrote c.png")
+    assert pipes[0].writes == [b"wrote a.png\n", b"wrote c.png\n"] and pipes[1].writes == [b"error: b.png\n"]
