@@ -66,6 +66,14 @@ def cli(script, *argv, cwd=ROOT):
         return subprocess.CompletedProcess([script, *argv], code, out.read(), err.read())
 
 
+def one_thread_env():
+    """The environment for a training process whose weights a test compares bitwise with another process's.
+    The bits of a run depend on its number of threads (a 12-epoch run of the tiny test set on 1 thread and on
+    2 ends with different weights), so the processes compared get one each, whatever the machine's count;
+    on one thread no sum is split among threads. torchrun gives its workers one thread too."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def real_data(subset):
     """Path of a real image set, or skip the test saying what is missing and where to get it."""
     bases = [os.environ.get("SRCNN_DATA"), os.path.join(ROOT, "data"), os.path.join(ROOT, "..", "shared", "data")]

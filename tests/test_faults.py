@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import main
-from conftest import ROOT, cli
+from conftest import ROOT, cli, one_thread_env
 from utils import load_checkpoint
 
 
@@ -38,7 +38,7 @@ def wait_for(path, proc, timeout=300):
 
 def test_ctrl_c_saves_says_how_to_resume_and_resuming_matches_an_uninterrupted_run(image_folder, tmp_path):
     recipe = ["--lr=0.002", "--schedule=cosine", "--augment", "--init=identity"]
-    proc = subprocess.Popen(train_cmd(image_folder, tmp_path / "a", 40, *recipe), cwd=ROOT,
+    proc = subprocess.Popen(train_cmd(image_folder, tmp_path / "a", 40, *recipe), cwd=ROOT, env=one_thread_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(tmp_path / "a" / "checkpoint.last", proc)
     proc.send_signal(signal.SIGINT)
@@ -47,10 +47,12 @@ def test_ctrl_c_saves_says_how_to_resume_and_resuming_matches_an_uninterrupted_r
     path = tmp_path / "a" / "checkpoint.interrupted"
     assert f"python main.py resume {path}" in err
     assert 1 <= load_checkpoint(path)["epoch"] < 40
-    r = cli("main.py", "resume", path)
+    r = subprocess.run([sys.executable, "main.py", "resume", path], cwd=ROOT, env=one_thread_env(),
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    straight = subprocess.run(train_cmd(image_folder, tmp_path / "b", 40, *recipe), cwd=ROOT, capture_output=True)
-    assert straight.returncode == 0
+    straight = subprocess.run(train_cmd(image_folder, tmp_path / "b", 40, *recipe), cwd=ROOT, env=one_thread_env(),
+                              capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr
     a = load_checkpoint(tmp_path / "a" / "checkpoint.last")
     b = load_checkpoint(tmp_path / "b" / "checkpoint.last")
     assert a["epoch"] == b["epoch"] == 40

@@ -1,6 +1,7 @@
 """Training as a cluster job: SIGTERM and SIGUSR1 stop a run like Ctrl-C (one process or two under torchrun),
 the same command resubmitted with --resume-from-last finishes the run once, bitwise as if never stopped, and
-`resume` refuses what only makes sense at the start of a run."""
+`resume` refuses what only makes sense at the start of a run. The training processes whose weights are compared
+run on one thread each (conftest.one_thread_env): the bits of a run depend on its number of threads."""
 import signal
 import subprocess
 import sys
@@ -9,19 +10,33 @@ import pytest
 import torch
 
 import main
-from conftest import ROOT
+import training
+from conftest import ROOT, one_thread_env
+from datasets import TrainDataset
 from test_faults import train_cmd, wait_for
 from utils import load_checkpoint
 
 RECIPE = ["--lr=0.002", "--schedule=cosine", "--augment", "--init=identity", "--warmup-epochs=1"]
 
 
-def assert_same_weights(a, b):
+def assert_same_weights(a, b, context=""):
     a, b = load_checkpoint(a), load_checkpoint(b)
-    assert a["epoch"] == b["epoch"]
+    assert a["epoch"] == b["epoch"], context
+    losses = [(h["epoch"], h["loss"]) for h in a["history"]], [(h["epoch"], h["loss"]) for h in b["history"]]
+    first = next((x for x, y in zip(*losses) if x != y), None)
+    assert first is None, (f"{context}the runs part at epoch {first[0]}: loss {first[1]} against "
+                           f"{dict(losses[1])[first[0]]}")
     for k in a["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), context + k
+
+
+def run_cmd(cmd, **kw):
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=one_thread_env(), **kw)
+
+
+def start_cmd(cmd):
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=one_thread_env())
 
 
 def torchrun(*argv):
@@ -29,7 +44,7 @@ def torchrun(*argv):
 
 
 def stop_after_first_epoch(cmd, out, how):
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cmd(cmd)
     wait_for(out / "checkpoint.last", proc)
     proc.send_signal(how)
     stdout, stderr = proc.communicate(timeout=120)
@@ -44,10 +59,10 @@ def test_a_scheduler_signal_saves_like_ctrl_c_and_the_run_resumes_bitwise(image_
     assert f"python main.py resume {path}" in err and "Traceback" not in err
     stopped = load_checkpoint(path)
     assert 1 <= stopped["epoch"] < 40 and stopped["batch"] >= 1
-    r = subprocess.run([sys.executable, "main.py", "resume", str(path)], cwd=ROOT, capture_output=True, text=True)
+    r = run_cmd([sys.executable, "main.py", "resume", str(path)])
     assert r.returncode == 0, r.stderr
-    straight = subprocess.run(train_cmd(image_folder, tmp_path / "b", 40, *RECIPE), cwd=ROOT, capture_output=True)
-    assert straight.returncode == 0
+    straight = run_cmd(train_cmd(image_folder, tmp_path / "b", 40, *RECIPE))
+    assert straight.returncode == 0, straight.stderr
     assert_same_weights(tmp_path / "a" / "checkpoint.last", tmp_path / "b" / "checkpoint.last")
 
 
@@ -59,11 +74,10 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_batch_with_one_checkpoin
     stopped = load_checkpoint(tmp_path / "a" / "checkpoint.interrupted")
     assert stopped["world_size"] == 2 and stopped["batch"] >= 1 and err.count("interrupted in epoch") == 1
     # the same command, resubmitted, continues from that checkpoint on both processes
-    r = subprocess.run(cmd(tmp_path / "a", "--resume-from-last"), cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
+    r = run_cmd(cmd(tmp_path / "a", "--resume-from-last"), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "continuing the run" in r.stdout and "weights identical on all 2 processes" in r.stdout
-    straight = subprocess.run(cmd(tmp_path / "b"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    straight = run_cmd(cmd(tmp_path / "b"), timeout=600)
     assert straight.returncode == 0, straight.stderr[-3000:]
     assert_same_weights(tmp_path / "a" / "checkpoint.last", tmp_path / "b" / "checkpoint.last")
 
@@ -71,22 +85,53 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_batch_with_one_checkpoin
 def test_the_restart_command_resubmitted_three_times_finishes_the_run_once(image_folder, tmp_path):
     cmd = train_cmd(image_folder, tmp_path / "a", 40, *RECIPE, "--save-freq=1", "--resume-from-last")
     for epoch in (3, 8):  # stopped twice by the scheduler, each time after a further epoch ...
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = start_cmd(cmd)
         wait_for(tmp_path / "a" / f"checkpoint.{epoch}", proc)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 128 + signal.SIGTERM, err
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)  # ... and the third time runs to the end
+    done = run_cmd(cmd)  # ... and the third time runs to the end
     assert done.returncode == 0, done.stderr
     assert "continuing the run" in done.stdout
     finished = load_checkpoint(tmp_path / "a" / "checkpoint.last")
     assert [h["epoch"] for h in finished["history"]] == list(range(1, 41))  # every epoch once
-    straight = subprocess.run(train_cmd(image_folder, tmp_path / "b", 40, *RECIPE, "--save-freq=1"), cwd=ROOT,
-                              capture_output=True)
-    assert straight.returncode == 0
+    straight = run_cmd(train_cmd(image_folder, tmp_path / "b", 40, *RECIPE, "--save-freq=1"))
+    assert straight.returncode == 0, straight.stderr
     assert_same_weights(tmp_path / "a" / "checkpoint.last", tmp_path / "b" / "checkpoint.last")
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)  # a finished run is not run again
+    again = run_cmd(cmd)  # a finished run is not run again
     assert again.returncode == 1 and "already completed 40 epochs" in again.stderr
+
+
+def test_a_stop_after_any_batch_continues_bitwise(image_folder, tmp_path, monkeypatch):
+    """Where a signal falls decides where the run stops: after the first batch of an epoch, in the middle, after
+    its last batch. Each place of a 3-epoch run, stopped and continued with --resume-from-last in this process,
+    continues as the uninterrupted run."""
+    common = ["train", "--train-data", image_folder, "--test-data", image_folder, "--batch-size=4",
+              "--num-epoch=3", *RECIPE]
+    main.main([*common, "--out-dir", str(tmp_path / "straight")])
+    per_epoch = len(TrainDataset(image_folder, 3)) // 4
+    agree = training.agree
+    for stop_after in range(1, 3 * per_epoch + 1):
+        steps = iter(range(1, 3 * per_epoch + 1))
+
+        def signalled_during(loss, requested, ctx, stop_after=stop_after, steps=steps):
+            if next(steps) == stop_after:  # the signal arrives while this batch is computed
+                signal.raise_signal(signal.SIGTERM)
+                requested = True
+            return agree(loss, requested, ctx)
+
+        out = tmp_path / f"stopped-{stop_after}"
+        monkeypatch.setattr(training, "agree", signalled_during)
+        with pytest.raises(SystemExit) as e:
+            main.main([*common, "--out-dir", str(out), "--resume-from-last"])
+        assert e.value.code == 128 + signal.SIGTERM
+        stopped = load_checkpoint(out / "checkpoint.interrupted")
+        done_epochs, batch = divmod(stop_after - 1, per_epoch)
+        assert (stopped["epoch"], stopped["batch"]) == (done_epochs, batch + 1)
+        monkeypatch.setattr(training, "agree", agree)
+        main.main([*common, "--out-dir", str(out), "--resume-from-last"])
+        assert_same_weights(out / "checkpoint.last", tmp_path / "straight" / "checkpoint.last",
+                            f"stopped after batch {batch + 1} of epoch {done_epochs + 1}: ")
 
 
 def test_resume_from_last_starts_a_run_where_there_is_none_and_refuses_another_runs_folder(
