@@ -215,6 +215,7 @@ def checkpoint_state(model, optimizer, args, info, progress, world):
         "args": training_args(args),
         "info": info.to_dict(),
         "world_size": world,
+        "threads": torch.get_num_threads(),
         "rng": {"torch": torch.get_rng_state()},
         **progress,
     }
@@ -389,6 +390,7 @@ def run_training(args, ckpt=None):
                 p = run.progress
                 print(f"resuming after {p['epoch']} epochs" + (f" and {p['batch']} batches" if p["batch"] else ""),
                       flush=True)
+                warn_if_not_bitwise(ckpt, ctx)
             print(f"training {sum(p.numel() for p in run.model.parameters())} parameters on {len(run.train_set)} "
                   f"patches, {ctx.world} process(es) on {ctx.device}; writing to {args.out_dir}", flush=True)
         run.stop = StopFlag()
@@ -405,6 +407,19 @@ def run_training(args, ckpt=None):
     finally:
         if ctx.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def warn_if_not_bitwise(ckpt, ctx):
+    """Say so when a continued run cannot be bitwise the uninterrupted one: a run's bits depend on its number
+    of processes (how each batch is split) and, on the CPU, of threads (1 and 2 threads end in other weights)."""
+    threads = torch.get_num_threads()
+    saved = ckpt.get("world_size", ctx.world), ckpt.get("threads", threads)
+    if ctx.device.type != "cpu":
+        saved = saved[0], threads  # the GPU's sums do not depend on the CPU's threads
+    if saved != (ctx.world, threads):
+        print(f"note: the run was saved from {saved[0]} process(es) of {saved[1]} thread(s) and goes on with "
+              f"{ctx.world} of {threads}: it continues, but not bitwise as it would have with the same counts",
+              file=sys.stderr, flush=True)
 
 
 def all_done(ctx):

@@ -14,7 +14,7 @@ import training
 from conftest import ROOT, one_thread_env
 from datasets import TrainDataset
 from test_faults import train_cmd, wait_for
-from utils import load_checkpoint
+from utils import load_checkpoint, save_checkpoint
 
 RECIPE = ["--lr=0.002", "--schedule=cosine", "--augment", "--init=identity", "--warmup-epochs=1"]
 
@@ -132,6 +132,20 @@ def test_a_stop_after_any_batch_continues_bitwise(image_folder, tmp_path, monkey
         main.main([*common, "--out-dir", str(out), "--resume-from-last"])
         assert_same_weights(out / "checkpoint.last", tmp_path / "straight" / "checkpoint.last",
                             f"stopped after batch {batch + 1} of epoch {done_epochs + 1}: ")
+
+
+def test_a_run_continued_on_another_count_of_threads_says_it_is_not_bitwise(tiny_run, capsys):
+    run = tiny_run("train", "--num-epoch=1")
+    threads = torch.get_num_threads()
+    ckpt = load_checkpoint(run / "checkpoint.last")
+    assert ckpt["threads"] == threads and ckpt["world_size"] == 1
+    main.main(["resume", str(run / "checkpoint.last"), "--num-epoch=2"])
+    assert "not bitwise" not in capsys.readouterr().err  # the same counts: nothing to say
+    ckpt["threads"] = threads + 1  # as if saved on a machine with one more core
+    save_checkpoint(ckpt, run / "elsewhere.pth")
+    main.main(["resume", str(run / "elsewhere.pth"), "--num-epoch=2"])
+    assert (f"note: the run was saved from 1 process(es) of {threads + 1} thread(s) and goes on with 1 of {threads}: "
+            "it continues, but not bitwise") in capsys.readouterr().err
 
 
 def test_resume_from_last_starts_a_run_where_there_is_none_and_refuses_another_runs_folder(
