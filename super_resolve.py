@@ -242,6 +242,16 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt  # as Ctrl-C: the output being written is removed, not left half-written
 
 
+def _interrupted(error):
+    """Whether ``error`` is Ctrl-C or SIGTERM, or an error raised while one unwound: the stop lands anywhere,
+    inside a lock that tqdm takes for instance, whose release then fails ("cannot release un-acquired lock")."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__context__
+    return False
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
@@ -279,7 +289,9 @@ def main(argv=None):
                              args.format, args.quality) if images else 0
         for path, out in videos:
             failed += not upscale_one_video(path, out, model, scale, args)
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if not _interrupted(e):
+            raise
         group.exit("interrupted: every output written is whole, the one being written was removed (run again with "
                    "--skip-existing to do the rest)")
     failed = group.totals(failed)[0]

@@ -50,6 +50,26 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_is_intact(checkpoin
     assert digest(src) == before
 
 
+def test_a_stop_that_breaks_something_on_its_way_out_still_reads_as_a_stop(checkpoint, tmp_path, monkeypatch):
+    """A signal can land inside a lock tqdm takes; its release then fails while the interrupt unwinds, and the
+    error that comes out is a RuntimeError, not the KeyboardInterrupt (seen under load)."""
+    import super_resolve
+
+    def stopped_in_a_lock(*args):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("cannot release un-acquired lock")
+
+    for i in range(3):
+        image(tmp_path / "in" / f"img{i}.png", value=40 * i)
+    monkeypatch.setattr(super_resolve, "super_resolve", stopped_in_a_lock)
+    r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("interrupted:") and "Traceback" not in r.stderr
+    assert _outputs(tmp_path) == []
+
+
 def test_existing_outputs_are_refused_skipped_or_replaced_only_as_asked(checkpoint, tmp_path):
     src = image(tmp_path / "a.png")
     out = tmp_path / "a_srcnn_x3.png"
