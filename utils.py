@@ -158,11 +158,16 @@ def set_seed(seed):
 def choose_device(cuda, local_rank=0):
     """The device to run on: ``cuda:local_rank`` when ``cuda`` is asked for, else the CPU.
 
-    Raises UserError when CUDA is asked for but not available, rather than silently using the CPU."""
+    Raises UserError when CUDA is asked for but not available, rather than silently using the CPU, and
+    when torchrun starts more processes on a machine than it has GPUs (one GPU per process)."""
     if not cuda:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise UserError("--cuda was given but no CUDA device is available; drop --cuda to run on the CPU")
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise UserError(f"--cuda gives each process on a machine a GPU of its own; this machine has {count}, so its "
+                        f"process {local_rank} has none: start at most --nproc_per_node={count} here")
     return torch.device("cuda", local_rank)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils import (UserError, image_metrics, load_checkpoint, mean_metrics, psnr, rgb_to_y, rgb_to_ycbcr,
+from utils import (UserError, choose_device, image_metrics, load_checkpoint, mean_metrics, psnr, rgb_to_y, rgb_to_ycbcr,
                    save_checkpoint, ssim, ycbcr_to_rgb)
 
 
@@ -125,3 +125,15 @@ def test_cpu_has_bf16_reads_the_kernels_cpu_flags(tmp_path):
     info.write_text("Features\t: fp asimd bf16\n")  # Arm
     assert cpu_has_bf16(info) is True
     assert cpu_has_bf16(tmp_path / "missing") is None
+
+
+def test_choose_device_refuses_cuda_it_cannot_give(monkeypatch):
+    assert choose_device(False, 3) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="no CUDA device"):
+        choose_device(True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert choose_device(True, 1) == torch.device("cuda", 1)
+    with pytest.raises(UserError, match="has 2, so its process 2 has none: start at most --nproc_per_node=2"):
+        choose_device(True, 2)  # torchrun --nproc_per_node=3 on a 2-GPU machine
