@@ -176,10 +176,12 @@ def test_many_files_and_folders_in_one_run_with_a_bad_file_skipped(checkpoint, t
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_torch_bicubic_gives_pillows_pixels(scale):
-    """The GPU pipeline's bicubic (run here on the CPU) against Pillow's, on noise and on tiny images."""
+    """The GPU pipeline's bicubic (run here on the CPU) against Pillow's, on noise, on a black and white
+    checkerboard (the largest overshoots, clipped) and on tiny images."""
     rng = np.random.default_rng(scale)
-    for shape in [(37, 51, 3), (2, 3, 3), (1, 1, 3)]:
-        img = rng.integers(0, 256, shape, dtype=np.uint8)
+    checkers = np.indices((23, 29)).sum(0)[..., None] % 2 * np.array([255, 0, 255], np.uint8)
+    for img in [rng.integers(0, 256, (37, 51, 3), dtype=np.uint8), checkers.astype(np.uint8),
+                rng.integers(0, 256, (2, 3, 3), dtype=np.uint8), rng.integers(0, 256, (1, 1, 3), dtype=np.uint8)]:
         ours = bicubic_upscale_torch(torch.from_numpy(img), scale).numpy().astype(int)
         pillow = bicubic_upscale(img, scale).astype(int)
         np.testing.assert_array_equal(ours, pillow)
