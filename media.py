@@ -556,8 +556,9 @@ def _network(decoded, upscale_frames, batch):
     ``batch`` frames through ``upscale_frames`` at a time (the packets between them keep their place)."""
     waiting = []
 
-    def flush():
-        results = iter(upscale_frames([item[1] for item in waiting if isinstance(item, tuple)]))
+    def flush():  # the frames waiting, if any (the last flush may find only packets, or nothing)
+        frames = [item[1] for item in waiting if isinstance(item, tuple)]
+        results = iter(upscale_frames(frames) if frames else [])
         done = [(item[0], next(results)) if isinstance(item, tuple) else item for item in waiting]
         waiting.clear()
         return done

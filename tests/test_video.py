@@ -178,16 +178,17 @@ def test_rotation_colour_matrix_and_range_are_kept_and_colours_stay(checkpoint, 
     assert np.abs(rgb_in - rgb_out).max() < 1.5, (rgb_in, rgb_out)
 
 
-def test_frames_batched_through_the_network_come_out_as_one_at_a_time(checkpoint, tmp_path):
+@pytest.mark.parametrize("batch, sizes", [(3, [3, 3, 2]), (4, [4, 4])])  # 4: the last batch is full
+def test_frames_batched_through_the_network_come_out_as_one_at_a_time(checkpoint, tmp_path, batch, sizes):
     src = make_clip(tmp_path / "clip.mkv", tmp_path)  # 8 frames, audio and subtitles between them
     model, _ = load_model(checkpoint, torch.device("cpu"))
-    sizes = []
+    got = []
 
     def batched(frames):  # the GPU's path (one tensor of N frames), here on the CPU
-        sizes.append(len(frames))
+        got.append(len(frames))
         return list(upscale_tensor(model, torch.from_numpy(np.stack(frames)), 3, tile=40).numpy())
-    n, _ = upscale_video(str(src), str(tmp_path / "b.mkv"), batched, 3, Encoding("ffv1"), batch=3)
-    assert n == 8 and sizes == [3, 3, 2]
+    n, _ = upscale_video(str(src), str(tmp_path / "b.mkv"), batched, 3, Encoding("ffv1"), batch=batch)
+    assert n == 8 and got == sizes  # never an empty batch (the GPU path failed on one)
     for (_, o), (_, i) in zip(decoded(tmp_path / "b.mkv"), decoded(src)):
         np.testing.assert_array_equal(o, upscale(model, i, 3))
     for kind in ("audio", "subtitles"):
