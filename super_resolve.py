@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
-from inference import PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, load_model, upscale, upscale_frames
+from inference import (GPU_TILE, PRECISIONS, TILE, bicubic_upscale, checkpoint_scale, default_tile, load_model, upscale,
+                       upscale_frames)
 from media import CRF, FORMATS, IMAGE_EXTENSIONS, PRESET, PRESETS, QUALITY, VIDEO_CODEC, VIDEO_EXTENSIONS, Encoding, \
     check_writable, is_video, output_format, read_picture, upscale_video, with_frames, write_picture
 from utils import HelpFormatter, UserError, choose_device, positive_int, whole_lines
@@ -233,8 +234,9 @@ def build_parser():
     p.add_argument("--preset", choices=PRESETS, default=PRESET,
                    help="videos: libx264 speed against file size (medium and slower: smaller files for more "
                         "encoding work; README: Speed)")
-    p.add_argument("--tile", type=tile_size, default=TILE,
-                   help=f"tile side in output pixels (bounds memory; at least {MIN_TILE})")
+    p.add_argument("--tile", type=tile_size,
+                   help=f"tile side in output pixels (bounds memory; at least {MIN_TILE}) [default: {TILE} on the CPU, "
+                        f"{GPU_TILE} with --cuda]")
     return p
 
 
@@ -265,6 +267,7 @@ def main(argv=None):
             raise UserError("give --output or --output-dir, not both")
         device = choose_device(args.cuda, group.local_rank)
         model, ckpt = load_model(args.checkpoint or DEFAULT_CHECKPOINT, device, args.precision)
+        args.tile = args.tile or default_tile(device)
         scale = checkpoint_scale(ckpt)
         pairs, existing = plan(files, scale, args)
     except UserError as e:

@@ -5,7 +5,9 @@ and the time and peak memory of whole super_resolve.py processes.
 
 For each precision, one frame of --size output pixels (4K by default; the input is that size divided by the
 scale, 1280x720 at x3) runs end to end through `inference.upscale`: 8-bit LR in, bicubic, the network,
-8-bit SR out, on the CPU or (--cuda) all on the GPU, whole and in 256-pixel tiles. It prints output
+8-bit SR out, on the CPU or (--cuda) all on the GPU, whole and in the device's default tiles (256 pixels on
+the CPU, 1024 on a GPU). With --cuda, also 8 frames at a time already on the GPU and left there (bicubic
+and the network on the device, as a video batch runs, without the copies to and from the host). It prints output
 megapixels per second and frames per second (best of --repeat runs after a warm-up), the largest 8-bit
 difference from the fp32 output of the same frame (the Set5 cost: `main.py evaluate --precision`), and the
 device's arithmetic rate: a large matrix product in that precision, timed here on the same device, divided
@@ -26,7 +28,8 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from inference import PRECISIONS, bicubic_upscale, checkpoint_scale, load_model, upscale  # noqa: E402
+from inference import (PRECISIONS, bicubic_upscale, checkpoint_scale, default_tile, load_model, upscale,  # noqa: E402
+                       upscale_tensor)
 
 
 def synthetic(h, w, seed=0):
@@ -138,11 +141,17 @@ def main():
         reference = out if reference is None else reference
         diff = int(np.abs(out.astype(int) - reference.astype(int)).max())
         limit = matmul_rate(device, PRECISIONS[precision], args.repeat) / network_flops_per_pixel(model) / 1e6
-        for tile in (None, 256):
+        for tile in (None, default_tile(device)):
             seconds = best_time(lambda: upscale(model, lr, scale, tile=tile), device, args.repeat)
-            print(f"{precision:4s} {'whole' if tile is None else f'tile {tile}':8s} {w}x{h} -> {w * scale}x{h * scale}: "
+            print(f"{precision:4s} {'whole' if tile is None else f'tile {tile}':9s} {w}x{h} -> {w * scale}x{h * scale}: "
                   f"{mp / seconds:8.2f} MP/s, {1 / seconds:7.2f} frames/s (8-bit in and out, bicubic included); "
                   f"matrix-product rate {limit:9.1f} MP/s; max 8-bit difference from fp32: {diff}", flush=True)
+        if device.type == "cuda":
+            frames = torch.from_numpy(np.stack([synthetic(h, w, seed) for seed in range(8)])).to(device)
+            tile = default_tile(device)
+            seconds = best_time(lambda: upscale_tensor(model, frames, scale, tile), device, args.repeat) / len(frames)
+            print(f"{precision:4s} on device, 8 frames a batch, tile {tile}: {mp / seconds:8.2f} MP/s, "
+                  f"{1 / seconds:7.2f} frames/s (bicubic and the network, frames already on the GPU)", flush=True)
 
 
 def plain_pass(model, lr, scale, device):

@@ -26,7 +26,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.inference import device_name, size_arg, sync, synthetic  # noqa: E402
-from inference import PRECISIONS, bicubic_upscale, checkpoint_scale, load_model, upscale_frames  # noqa: E402
+from inference import PRECISIONS, bicubic_upscale, checkpoint_scale, default_tile, load_model, upscale_frames  # noqa: E402
 from media import CRF, PRESET, PRESETS, VIDEO_CODEC, Encoding, encode_video, read_video_frames, upscale_video  # noqa: E402
 from super_resolve import VIDEO_BATCH  # noqa: E402
 
@@ -70,6 +70,7 @@ def main():
         sys.exit("error: --frames must be at least 2")
     device = torch.device("cuda" if args.cuda else "cpu")
     batch = VIDEO_BATCH if args.cuda else 1
+    tile = default_tile(device)  # as super_resolve.py runs it
     w, h = args.size
     print(f"device: {device_name(device)}; torch {torch.__version__}; {args.frames} frames of {w}x{h}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,12 +81,12 @@ def main():
         for precision in args.precision:
             model, ckpt = load_model(args.checkpoint, device, precision)
             scale = checkpoint_scale(ckpt)
-            upscale_frames(model, frames[:batch], scale)  # warm-up: oneDNN's primitives, cuDNN's choice of kernels
+            upscale_frames(model, frames[:batch], scale, tile)  # warm-up: oneDNN's primitives, cuDNN's choice of kernels
             timed = frames[1:1 + (args.network_frames or (4 * batch if args.cuda else 6))]
             sync(device)
             start = time.perf_counter()
             for i in range(0, len(timed), batch):
-                upscale_frames(model, timed[i:i + batch], scale)
+                upscale_frames(model, timed[i:i + batch], scale, tile)
             sync(device)
             network_fps = len(timed) / (time.perf_counter() - start)
             print(f"{precision} network: {network_fps:.2f} frames/s ({w}x{h} -> {w * scale}x{h * scale}, bicubic "
@@ -99,7 +100,7 @@ def main():
                 del big
             start = time.perf_counter()
             n, _ = upscale_video(clip, os.path.join(tmp, f"out-{precision}.mp4"),
-                                 lambda lr: upscale_frames(model, lr, scale), scale, Encoding(preset=args.presets[0]),
+                                 lambda lr: upscale_frames(model, lr, scale, tile), scale, Encoding(preset=args.presets[0]),
                                  batch=batch)
             wall = time.perf_counter() - start
             print(f"{precision} whole job (--preset {args.presets[0]}): {n / wall:.2f} frames/s, "

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT, cli
 from model import SRCNN
 from inference import apply_network_float, prepare, upscale, upscale_frames
 from utils import load_checkpoint
@@ -52,3 +53,23 @@ def test_train_on_gpu_then_resume_and_evaluate_on_cpu(tiny_run, tmp_path, amp):
     main.main(["resume", str(out / "checkpoint.last"), "--num-epoch=3", "--no-cuda"])
     again = load_checkpoint(out / "checkpoint.last")
     assert again["epoch"] == 3 and np.isfinite(again["psnr"])
+
+
+def test_super_resolve_cuda_images_and_a_video_match_the_cpu(tmp_path):
+    """The command line with --cuda (its 1024-pixel tiles, 8 frames a batch, a last batch of packets only) on a
+    picture and on a clip with sound and subtitles, against the same call on the CPU."""
+    from PIL import Image
+    from test_video import decoded, make_clip, packets
+    src = make_clip(tmp_path / "clip.mkv", tmp_path)  # 8 frames: one full batch, then the trailing packets
+    picture = tmp_path / "bird.png"
+    Image.open(f"{ROOT}/image_examples/lr/bird.bmp").save(picture)
+    for device in ("cpu", "cuda"):
+        r = cli("super_resolve.py", src, picture, "--video-codec", "ffv1", "--output-dir", tmp_path / device,
+                *(["--cuda"] if device == "cuda" else []))
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    gpu, cpu = (np.asarray(Image.open(tmp_path / d / "bird_srcnn_x3.png")).astype(int) for d in ("cuda", "cpu"))
+    assert np.abs(gpu - cpu).max() <= 1
+    gpu, cpu = (decoded(tmp_path / d / "clip_srcnn_x3.mkv") for d in ("cuda", "cpu"))
+    assert [t for t, _ in gpu] == [t for t, _ in cpu] and len(gpu) == 8
+    assert max(np.abs(g.astype(int) - c.astype(int)).max() for (_, g), (_, c) in zip(gpu, cpu)) <= 1
+    assert packets(tmp_path / "cuda" / "clip_srcnn_x3.mkv", "audio") == packets(src, "audio")
