@@ -34,6 +34,9 @@ FORMATS = {"png": ("PNG", ".png", True, True), "jpeg": ("JPEG", ".jpg", False, F
            "gif": ("GIF", ".gif", False, True), "bmp": ("BMP", ".bmp", False, False)}
 QUALITY = 95  # JPEG and WebP: high, as upscaling adds detail that a low quality would blur away again
 EXIF_ORIENTATION = 0x0112
+EXIF_IFD, GPS_IFD = 0x8769, 0x8825
+TIFF_EXIF_TAGS = (0x010F, 0x0110, 0x0132, 0x013B, 0x8298)  # make, model, date and time, artist, copyright
+TIFF_X_RESOLUTION, TIFF_RESOLUTION_UNIT = 0x011A, 0x0128  # unit 1: none, 2: inch (the default), 3: centimetre
 
 
 @dataclass
@@ -78,16 +81,39 @@ def _metadata(im):
     info = {}
     if im.info.get("icc_profile"):
         info["icc_profile"] = im.info["icc_profile"]
-    exif = im.getexif()
-    if len(exif) or exif.get_ifd(0x8769):
+    exif = _exif(im)
+    if len(exif) or exif.get_ifd(EXIF_IFD):
         exif.pop(EXIF_ORIENTATION, None)  # the rotation is applied to the pixels
         info["exif"] = exif
-    if "dpi" in im.info:
+    if "dpi" in im.info and (im.format != "TIFF" or _tiff_has_dpi(im.getexif())):
         info["dpi"] = tuple(float(v) for v in im.info["dpi"])
     text = getattr(im, "text", None) if im.format == "PNG" else None
     if text:
         info["text"] = dict(text)
     return info
+
+
+def _tiff_has_dpi(tags):
+    """Whether a TIFF's tags give a resolution in dots per inch or centimetre: Pillow reports 1 dpi for a
+    TIFF with no resolution, and a resolution whose unit is "none" is no dpi either."""
+    return TIFF_X_RESOLUTION in tags and tags.get(TIFF_RESOLUTION_UNIT, 2) in (2, 3)
+
+
+def _exif(im):
+    """The EXIF of ``im``. A TIFF's own tags hold its layout (size, strips, compression), which Pillow gives
+    as its EXIF: of those only who and when (make, model, date, artist, copyright) are kept, with the Exif
+    and GPS sub-directories."""
+    exif = im.getexif()
+    if im.format != "TIFF":
+        return exif
+    kept = Image.Exif()
+    for tag in TIFF_EXIF_TAGS:
+        if tag in exif:
+            kept[tag] = exif[tag]
+    for ifd in (EXIF_IFD, GPS_IFD):
+        if exif.get_ifd(ifd):
+            kept.get_ifd(ifd).update(exif.get_ifd(ifd))
+    return kept
 
 
 def _decode(im, path):
@@ -229,7 +255,7 @@ def _pil_frame(picture, i, fmt):
     if picture.bits == 16 and not (fmt in ("png", "tiff") and _pillow_holds(picture)):
         rgb = _to_8bit(rgb)
         alpha = None if alpha is None else _to_8bit(alpha)
-    if picture.bits == 16:  # 16-bit grey, no alpha
+    if rgb.dtype == np.uint16:  # 16-bit grey without alpha, kept in 16 bits (PNG, TIFF)
         return Image.fromarray(_luma(rgb).astype(np.uint16))  # mode I;16
     im = Image.fromarray(rgb)
     if picture.gray:
@@ -274,7 +300,7 @@ def _save_options(picture, fmt, quality):
 def _exif_for(exif, shape):
     """The EXIF bytes to write for an output of ``shape``: the input's, with the Exif IFD's pixel size
     (if it has one) set to the output's."""
-    ifd = exif.get_ifd(0x8769)
+    ifd = exif.get_ifd(EXIF_IFD)
     if 0xA002 in ifd or 0xA003 in ifd:
         ifd[0xA002], ifd[0xA003] = shape[1], shape[0]
     return exif.tobytes()

@@ -167,3 +167,47 @@ def test_quality_sets_jpeg_and_webp_and_low_quality_subsamples(checkpoint, tmp_p
     assert r.returncode == 0 and Image.open(tmp_path / "w" / "p_srcnn_x3.webp").format == "WEBP"
     r = upscale(checkpoint, src, "--output", tmp_path / "x.jpg", "--quality", 101)
     assert r.returncode == 2 and "quality" in r.stderr
+
+
+def test_16_bit_colour_written_to_8_bit_formats_keeps_its_colours_and_alpha(checkpoint, tmp_path):
+    deep = photo().astype(np.uint16) * 257 + 128
+    alpha = np.tile(np.linspace(0, 65535, 24).astype(np.uint16), (20, 1))
+    src = tmp_path / "deep.png"
+    png.from_array(np.dstack([deep, alpha]).reshape(20, -1), "RGBA;16").save(src)
+    assert upscale(checkpoint, src, "--output", tmp_path / "ref.png").returncode == 0
+    ref = read_picture(str(tmp_path / "ref.png"))  # the 16-bit output
+    want_rgb, want_alpha = ((a.astype(np.uint32) * 255 + 32767) // 65535 for a in (ref.frames[0], ref.alphas[0]))
+    for name, has_alpha, tolerance in [("o.webp", True, 0), ("o.bmp", False, 0), ("o.jpg", False, 8)]:
+        r = upscale(checkpoint, src, "--output", tmp_path / name, "--quality", "100")
+        assert r.returncode == 0, r.stderr
+        im = Image.open(tmp_path / name)
+        assert im.mode == ("RGBA" if has_alpha else "RGB"), name
+        got = np.asarray(im).astype(int)
+        seen = want_alpha > 0 if has_alpha else slice(None)  # lossless WebP blanks fully transparent pixels
+        assert np.abs(got[..., :3] - want_rgb)[seen].max() <= tolerance, name  # colour, not grey
+        if has_alpha:
+            np.testing.assert_array_equal(got[..., 3], want_alpha)
+
+
+def test_tiff_inputs_give_only_their_real_exif_and_dpi_and_write_back_as_tiff(checkpoint, tmp_path):
+    img = photo()
+    plain, unitless, tagged = tmp_path / "plain.tiff", tmp_path / "unitless.tiff", tmp_path / "tagged.tiff"
+    Image.fromarray(img).save(plain)  # no resolution: Pillow reads it as 1 dpi
+    tifffile.imwrite(unitless, img)  # resolution 1 x 1 with unit "none"
+    exif = Image.Exif()
+    exif[0x010F], exif.get_ifd(0x8769)[0x9003] = "Nikon", "2020:01:02 03:04:05"
+    Image.fromarray(img).save(tagged, dpi=(300, 300), exif=exif.tobytes())
+    for src in (plain, unitless, tagged):
+        for out in (tmp_path / f"{src.stem}-o.tiff", tmp_path / f"{src.stem}-o.jpg"):
+            r = upscale(checkpoint, src, "--output", out)
+            assert r.returncode == 0, r.stderr
+            im = Image.open(out)
+            assert im.size == (72, 60) and im.mode == "RGB"
+            tags = im.getexif()
+            if out.suffix == ".jpg":  # the TIFF's layout (width, strips, ...) is not EXIF
+                assert not {0x0100, 0x0101, 0x0111, 0x0117} & set(tags)
+            if src is tagged:
+                assert tags[0x010F] == "Nikon" and tags.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+                assert tuple(round(v) for v in im.info["dpi"]) == (300, 300)
+            else:
+                assert "dpi" not in read_picture(str(out)).info, out  # no 1 dpi made up
