@@ -7,7 +7,7 @@ import numpy as np
 
 from datasets import SCALE
 from inference import apply_network, upscale
-from utils import UserError, image_metrics, mean_metrics, psnr
+from utils import UserError, atomic_write, image_metrics, mean_metrics, psnr
 
 
 def evaluate_model(model, test_set, self_ensemble=False):
@@ -31,6 +31,8 @@ def evaluate_checkpoint(model, test_set, self_ensemble=False, save_images=None):
     """Print bicubic, the single pass and (``self_ensemble``) the 8-fold self-ensemble side by side for
     every image of ``test_set`` and their means, with the network's time; optionally write a
     comparison picture per image into the folder ``save_images``."""
+    if save_images and os.path.exists(save_images) and not os.path.isdir(save_images):
+        raise UserError(f"--save-images {save_images} is a file; give a folder for the comparison pictures")
     scale = test_set.scale
     bicubic = [image_metrics(lr, hr, scale) for _, lr, hr in test_set]
     columns = [("bicubic", bicubic)]
@@ -53,7 +55,7 @@ def evaluate_checkpoint(model, test_set, self_ensemble=False, save_images=None):
     change, colour, got = flat_colour_error(model, scale)
     card, (card_lr, card_sr, card_hr) = card_scores(model, scale)
     print(f"colours: flat colours (the RGB cube's 8 corners, 16 greys) change by at most {change} levels"
-          + (f" ({colour} -> {got})" if change > 1 else "") + "; bicubic 0. Graphics card RGB-PSNR: "
+          + (f" ({colour} -> {got})" if change > 1 else "") + "; bicubic 0. Colour test card RGB-PSNR: "
           f"bicubic {card['bicubic']['rgb_psnr']:.3f} dB, SRCNN {card['SRCNN']['rgb_psnr']:.3f} dB")
     if save_images:
         os.makedirs(save_images, exist_ok=True)
@@ -102,12 +104,30 @@ SET5_REFERENCE = {2: [(33.67, "bicubic 33.67"), (36.66, "paper 9-5-5, ImageNet 3
                   4: [(28.43, "bicubic 28.43"), (30.48, "paper 9-5-5, ImageNet 30.48")]}
 
 
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def check_plot_path(path):
+    """UserError unless ``path`` names a .png, .pdf or .svg file in a folder that exists."""
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        raise UserError(f"--plot {path}: give a file name ending in .{', .'.join(PLOT_FORMATS)}")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise UserError(f"--plot {path}: the folder {folder} does not exist")
+
+
 def plot_history(history, path, scale, test_data):
-    """Draw :func:`history_figure` into the PNG file ``path``."""
+    """Draw :func:`history_figure` into ``path`` (see :func:`check_plot_path`), all at once."""
     import matplotlib.pyplot as plt
+    check_plot_path(path)
     fig = history_figure(history, scale, test_data)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=os.path.splitext(path)[1].lower().lstrip(".")))
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
 
 
 def history_figure(history, scale, test_data):

@@ -16,7 +16,7 @@ import sys
 import time
 
 from datasets import SCALE, SCALES, TestDataset, resolve_data
-from evaluation import evaluate_checkpoint, plot_history
+from evaluation import check_plot_path, evaluate_checkpoint, plot_history
 from inference import PRECISIONS, checkpoint_scale, load_model
 from info import Info
 from training import newest_checkpoint, run_training, training_args
@@ -94,7 +94,7 @@ def add_training_flags(p, defaults):
     add("--augment", action="store_true", default=False,
         help="random flips and 90-degree rotations of each batch (the 8 symmetries of a square)")
     add("--amp", action="store_true", default=False, help="bfloat16 autocast (CPU and CUDA)")
-    add("--name", default=Info.name, help="Info record: name saved into every checkpoint")
+    add("--name", help="Info record: name saved into every checkpoint (default: srcnn-x{scale})")
     add("--student-id", default=Info.student_id, help="Info record: student id")
     add("--email", default=Info.email, help="Info record: e-mail")
 
@@ -140,6 +140,7 @@ def cmd_train(args):
     args.out_dir = args.out_dir or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     found = newest_checkpoint(args.out_dir) if args.resume_from_last else None
     if found is None:
+        refuse_earlier_run(args.out_dir)
         return run_training(args)
     path, ckpt = found
     saved = training_args(build_parser().parse_args(["train"]))  # flags newer than the checkpoint
@@ -150,6 +151,16 @@ def cmd_train(args):
                             f"{getattr(args, k)}; use another --out-dir for a new run")
     print(f"continuing the run in {args.out_dir} from {path}", flush=True)
     return run_training(args, ckpt)
+
+
+def refuse_earlier_run(out_dir):
+    """A new run does not write over another's checkpoints and logs: UserError if ``out_dir`` holds a run."""
+    if not os.path.isdir(out_dir):
+        return
+    earlier = sorted(n for n in os.listdir(out_dir) if n.startswith("checkpoint.") or n == "config.json")
+    if earlier:
+        raise UserError(f"{out_dir} already holds a run ({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}): "
+                        f"continue it with --resume-from-last or `main.py resume`, or give another --out-dir")
 
 
 def cmd_resume(args):
@@ -178,6 +189,8 @@ def cmd_resume(args):
 
 
 def cmd_inspect(args):
+    if args.plot:
+        check_plot_path(args.plot)
     ckpt = load_checkpoint(args.checkpoint)
     print(f"checkpoint: {args.checkpoint} (format version {ckpt['format_version']})")
     print(f"model:      {ckpt['model_name']} {ckpt['model_kwargs']}, "

@@ -33,6 +33,17 @@ def test_train_writes_periodic_best_and_last_checkpoints(tiny_run):
     assert ckpt["args"]["lr"] == 0.001 and ckpt["args"]["save_freq"] == 2
 
 
+def test_a_new_run_never_writes_over_an_earlier_one(tiny_run, image_folder, tmp_path):
+    out = tiny_run("train", "--num-epoch=1")
+    before = {n: (out / n).read_bytes() for n in os.listdir(out) if n.startswith("checkpoint")}
+    r = cli("main.py", "train", "--train-data", image_folder, "--test-data", image_folder, "--out-dir", out,
+            "--num-epoch=1", "--scale=2")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == (f"error: {out} already holds a run (checkpoint.best, checkpoint.last, config.json): "
+                                "continue it with --resume-from-last or `main.py resume`, or give another --out-dir")
+    assert {n: (out / n).read_bytes() for n in before} == before
+
+
 def test_savefreq_alias_and_flag_validation(tiny_run, capsys):
     out = tiny_run("train", "--num-epoch=2", "--savefreq=1")
     assert os.path.exists(out / "checkpoint.1")
@@ -110,6 +121,7 @@ def test_the_scale_travels_from_training_to_resume_inspect_evaluate_and_super_re
     main.main(["inspect", str(run / "checkpoint.last")])
     text = capsys.readouterr().out
     assert f"scale:      x{scale}\n" in text and f"border {scale})" in text
+    assert ckpt["info"]["name"] == f"srcnn-x{scale}"  # the Info record's default name says its scale
     main.main(["evaluate", str(run / "checkpoint.last"), "--data", image_folder])
     assert capsys.readouterr().out.startswith(f"x{scale}, 3 images")
     r = cli("super_resolve.py", "--checkpoint", run / "checkpoint.last", f"{image_folder}/img1.png",
@@ -231,3 +243,23 @@ def test_the_psnr_plot_shows_every_run_length_with_the_legend_clear_of_the_curve
     fig.canvas.draw()
     legend = ax.get_legend().get_window_extent()
     assert legend.x0 >= ax.get_window_extent().x1  # beside the axes, so it covers no curve
+
+
+def test_help_shows_every_default_zero_included():
+    text = " ".join(main.build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    for flag, default in [("--seed SEED", "0"), ("--warmup-epochs WARMUP_EPOCHS", "0.0"), ("--loss-border LOSS_BORDER", "0"),
+                          ("--num-epoch NUM_EPOCH", "100")]:
+        assert f"{flag} " in text and text.split(f"{flag} ")[-1].split("--")[0].rstrip().endswith(f"(default: {default})"), flag
+
+
+def test_inspect_plot_and_evaluate_save_images_refuse_bad_paths_in_one_line(image_folder, tmp_path):
+    ckpt = f"{ROOT}/checkpoint.pth"
+    for plot, why in [(tmp_path / "nodir" / "p.png", "does not exist"), (tmp_path / "p.txt", "ending in .png")]:
+        r = cli("main.py", "inspect", ckpt, "--plot", plot)
+        assert r.returncode == 1 and r.stdout == "" and why in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    r = cli("main.py", "inspect", ckpt, "--plot", tmp_path / "p.svg")
+    assert r.returncode == 0 and (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
+    (tmp_path / "taken").write_text("mine")
+    r = cli("main.py", "evaluate", ckpt, "--data", image_folder, "--save-images", tmp_path / "taken")
+    assert r.returncode == 1 and "is a file" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "taken").read_text() == "mine"
