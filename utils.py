@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import tempfile
+import zipfile
 
 import numpy as np
 import torch
@@ -237,6 +238,24 @@ def save_checkpoint(state, path):
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def _unloadable(path, error):
+    """Why torch.load could not read ``path``, in words: by the file's first bytes (torch writes a zip
+    archive, or before torch 1.6 a pickle), then by what torch said."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        return "not a PyTorch file (a checkpoint is what main.py train writes)"
+    if "Unsupported global" in str(error):
+        return "it holds objects other than tensors and plain data (refused for safety, never run)"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if not any(name.endswith("/data.pkl") for name in z.namelist()):
+                return "a zip archive, not a PyTorch file (a checkpoint is what main.py train writes)"
+    return "a damaged or truncated PyTorch file"
+
+
 def load_checkpoint(path):
     """Load and check a checkpoint written by :func:`save_checkpoint`; safe on untrusted files.
 
@@ -245,15 +264,14 @@ def load_checkpoint(path):
     of this project's format.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UserError(f"checkpoint {path} is a folder; give the checkpoint file in it")
     if not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for bad bytes; all mean "not a checkpoint"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            reason = "it holds objects other than tensors and plain data (refused for safety)"
-        raise UserError(f"cannot load checkpoint {path}: {reason}") from None
+        raise UserError(f"cannot load checkpoint {path}: {_unloadable(path, e)}") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise UserError(f"{path} is not an SRCNN checkpoint of this project (no format_version)")
     if ckpt["format_version"] != CHECKPOINT_VERSION:

@@ -102,17 +102,20 @@ def model_file(tmp_path_factory):
 def bad_checkpoints(folder):
     """(path, what the message must say) for every kind of broken checkpoint."""
     (folder / "empty.pth").write_bytes(b"")
-    (folder / "random.pth").write_bytes(os.urandom(5000))
+    (folder / "random.pth").write_bytes(b"\0" + os.urandom(5000))
+    Image.new("RGB", (8, 8)).save(folder / "photo.png")
+    (folder / "a folder").mkdir()
     torch.save({"conv.weight": torch.zeros(3)}, folder / "state_dict.pth")
-    return [(folder / "missing.pth", "not found"), (folder / "empty.pth", "cannot load checkpoint"),
-            (folder / "random.pth", "cannot load checkpoint"), (folder / "state_dict.pth", "not an SRCNN checkpoint")]
+    return [(folder / "missing.pth", "not found"), (folder / "empty.pth", "the file is empty"),
+            (folder / "random.pth", "not a PyTorch file"), (folder / "photo.png", "not a PyTorch file"),
+            (folder / "a folder", "is a folder"), (folder / "state_dict.pth", "not an SRCNN checkpoint")]
 
 
 def test_broken_checkpoints_fail_cleanly_everywhere(model_file, tmp_path):
     cases = bad_checkpoints(tmp_path)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(model_file.read_bytes()[:3000])
-    cases.append((truncated, "cannot load checkpoint"))
+    cases.append((truncated, "a damaged or truncated PyTorch file"))
     image = tmp_path / "in.png"
     Image.new("RGB", (8, 8)).save(image)
     for path, needle in cases:
