@@ -27,6 +27,7 @@ SCALE = 3  # the assignment's upscaling factor, the default everywhere
 SCALES = (2, 3, 4)  # the factors Dong et al. (2016) report
 PATCH_SIZE = 33
 STRIDE = 14
+SSIM_WINDOW = 11  # pixels a side of utils.ssim's Gaussian window: a test image must hold one after shaving
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm")
 
 
@@ -98,9 +99,20 @@ def build_train_arrays(folder, scale=SCALE, size=PATCH_SIZE, stride=STRIDE, scal
 
 
 def build_test_images(folder, scale=SCALE):
-    """Whole-image pairs of every image in ``folder``: list of (name, lr, hr), uint8 (H, W, 3)."""
-    return [(os.path.splitext(os.path.basename(p))[0], *make_pair(load_rgb(p), scale))
-            for p in list_images(folder)]
+    """Whole-image pairs of every image in ``folder``: list of (name, lr, hr), uint8 (H, W, 3). An image too
+    small to score (SSIM's 11-pixel window must fit once ``scale`` border pixels are shaved) is left out,
+    with a line on stderr saying so; a folder of such images only is a UserError."""
+    images, side = [], SSIM_WINDOW + 2 * scale
+    for path in list_images(folder):
+        img = load_rgb(path)
+        if min(img.width, img.height) // scale * scale < side:
+            print(f"skipped {path}: {img.width}x{img.height} is too small to score at x{scale} (at least {side} "
+                  f"pixels a side)", file=sys.stderr)
+            continue
+        images.append((os.path.splitext(os.path.basename(path))[0], *make_pair(img, scale)))
+    if not images:
+        raise UserError(f"no image in {folder} is large enough to score at x{scale} (at least {side} pixels a side)")
+    return images
 
 
 def _write_h5(path, fill):

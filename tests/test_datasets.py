@@ -102,3 +102,16 @@ def test_set5_bicubic_baseline_matches_the_published_pipeline():
     assert mean["y_psnr"] == pytest.approx(30.40, abs=5e-3)
     assert mean["y_ssim"] == pytest.approx(0.8689, abs=5e-5)
     assert mean["rgb_psnr"] == pytest.approx(28.62, abs=5e-3)
+
+
+def test_a_test_image_too_small_to_score_is_left_out_saying_so(tmp_path, capsys):
+    folder = tmp_path / "test"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(folder / "ok.png")
+    Image.new("RGB", (16, 60), "red").save(folder / "thin.png")  # 15 pixels after cropping to x3: SSIM needs 17
+    data = datasets.TestDataset(str(folder), 3)
+    assert [name for name, _, _ in data] == ["ok"]
+    assert "skipped" in capsys.readouterr().err
+    (folder / "ok.png").unlink()
+    with pytest.raises(UserError, match="no image in .* is large enough to score at x3"):
+        datasets.TestDataset(str(folder), 3)
