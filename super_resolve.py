@@ -28,7 +28,7 @@ from inference import (GPU_TILE, PRECISIONS, TILE, bicubic_upscale, checkpoint_s
                        upscale_frames)
 from media import CRF, FORMATS, IMAGE_EXTENSIONS, PRESET, PRESETS, QUALITY, VIDEO_CODEC, VIDEO_EXTENSIONS, Encoding, \
     check_writable, is_video, output_format, read_picture, upscale_video, with_frames, write_picture
-from utils import HelpFormatter, UserError, choose_device, positive_int, whole_lines
+from utils import HelpFormatter, UserError, choose_device, non_negative_int, positive_int, whole_lines
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint.pth")
 VIDEO_BATCH = 8  # video frames through the GPU at once (on the CPU one at a time: a batch is no faster there)
@@ -132,6 +132,27 @@ def plan(files, scale, args):
     return pairs, skipped
 
 
+def new_folders(outputs):
+    """The folders that writing ``outputs`` would create (they do not exist yet), deepest first."""
+    missing = set()
+    for out in outputs:
+        folder = os.path.dirname(os.path.abspath(out))
+        while not os.path.exists(folder):
+            missing.add(folder)
+            folder = os.path.dirname(folder)
+    return sorted(missing, key=len, reverse=True)
+
+
+def remove_empty(folders):
+    """Remove those of ``folders`` (deepest first) that are empty: a call whose outputs all failed leaves
+    no folder it made behind."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass  # not empty, or not there
+
+
 def check_output_folder(path):
     """Create the folder of output ``path`` if missing; UserError when it cannot be written."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -185,6 +206,26 @@ def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY):
     return failed
 
 
+def video_encoder(name):
+    """``name`` if FFmpeg (PyAV's) has a video encoder of that name."""
+    if name == VIDEO_CODEC:
+        return name  # the default: no PyAV import for a call on images
+    import av
+    try:
+        if av.codec.Codec(name, "w").type == "video":
+            return name
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{name!r} is not a video encoder here (libx264, libx265, libvpx-vp9, ffv1, ...)")
+
+
+def crf_value(text):
+    value = non_negative_int(text)
+    if value > 51:
+        raise argparse.ArgumentTypeError(f"{text} is past 51, the worst quality libx264 has")
+    return value
+
+
 def tile_size(text):
     value = positive_int(text)
     if value < MIN_TILE:
@@ -226,11 +267,11 @@ def build_parser():
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="arithmetic of the network: fp32 is the exact result; bf16 is faster on GPUs and on CPUs "
                         "with bfloat16 instructions (README: speed and cost)")
-    p.add_argument("--video-codec", default=VIDEO_CODEC,
+    p.add_argument("--video-codec", type=video_encoder, default=VIDEO_CODEC,
                    help="videos: the encoder (libx264, 8-bit 4:2:0 that every player opens; ffv1: lossless RGB, "
                         "in .mkv; WebM outputs get libvpx-vp9)")
-    p.add_argument("--crf", type=int, default=CRF, help="videos: libx264/VP9 quality, lower is better "
-                                                         "(about 18 and below looks lossless)")
+    p.add_argument("--crf", type=crf_value, default=CRF, help="videos: libx264/VP9 quality, 0-51, lower is "
+                                                               "better (about 18 and below looks lossless)")
     p.add_argument("--preset", choices=PRESETS, default=PRESET,
                    help="videos: libx264 speed against file size (medium and slower: smaller files for more "
                         "encoding work; README: Speed)")
@@ -278,6 +319,7 @@ def main(argv=None):
         if error and (group.rank == 0 or not first_failing):
             print(error, file=sys.stderr, flush=True)
         sys.exit(1)
+    created = new_folders(out for _, out in pairs)  # before the barrier: no process has made one yet
     group.wait()  # every process has planned before any writes (else a later one would find outputs)
     if group.rank == 0:
         for path, reason in skipped + existing:
@@ -295,9 +337,13 @@ def main(argv=None):
     except BaseException as e:
         if not _interrupted(e):
             raise
+        if group.world == 1:
+            remove_empty(created)
         group.exit("interrupted: every output written is whole, the one being written was removed (run again with "
                    "--skip-existing to do the rest)")
-    failed = group.totals(failed)[0]
+    failed = group.totals(failed)[0]  # every process is done writing
+    if group.rank == 0:
+        remove_empty(created)
     group.leave()
     kinds = "inputs" if any(is_video(p) for p, _ in pairs) else "images"
     if failed and len(pairs) > 1:  # each failure has had its line; a summary where there were several inputs

@@ -161,3 +161,15 @@ def test_a_killed_batch_leaves_whole_outputs_and_skip_existing_does_only_the_res
     assert len([line for line in r.stderr.splitlines() if line.startswith("skipped")]) == len(done)
     final = [f for f in _outputs(tmp_path) if not os.path.basename(f).startswith(".")]
     assert len(final) == n == len(set(final))
+
+
+def test_a_call_whose_outputs_all_fail_leaves_no_new_folder(checkpoint, tmp_path):
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    r = upscale(checkpoint, tmp_path / "anim.gif", "--format", "jpeg", "--output-dir", tmp_path / "new" / "a" / "b")
+    assert r.returncode == 1 and "holds one frame" in r.stderr and not (tmp_path / "new").exists()
+    image(tmp_path / "still.png")
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays, empty or not
+    r = upscale(checkpoint, tmp_path / "anim.gif", tmp_path / "still.png", "--format", "jpeg",
+                "--output-dir", tmp_path / "kept" / "new")
+    assert r.returncode == 1 and os.listdir(tmp_path / "kept" / "new") == ["still_srcnn_x3.jpg"]

@@ -122,8 +122,24 @@ def test_bad_videos_are_refused_in_one_line_and_the_other_inputs_go_on(checkpoin
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_srcnn_x3.mkv"]  # no partial file left
     r = run(checkpoint, good, "--output", tmp_path / "x.webm")  # WebM takes no AAC: refused, nothing left
     assert r.returncode == 1 and "does not support" in r.stderr and not (tmp_path / "x.webm").exists()
-    r = run(checkpoint, good, "--output", tmp_path / "y.mkv", "--video-codec", "nosuch")
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and not (tmp_path / "y.mkv").exists()
+    for flags, why in [(["--video-codec", "nosuch"], "not a video encoder"), (["--video-codec", "aac"], "not a video"),
+                       (["--crf", "99"], "past 51")]:  # usage errors, before any work
+        r = run(checkpoint, good, "--output", tmp_path / "y.mkv", *flags)
+        assert r.returncode == 2 and why in r.stderr.splitlines()[-1] and not (tmp_path / "y.mkv").exists()
+    with av.open(str(tmp_path / "odd.mkv"), "w") as out:  # 11x9 in 4:4:4: x3 is 33x27, odd for 4:2:0
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 11, 9, "yuv444p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((9, 11, 3), 60 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in v.encode(frame.reformat(format="yuv444p")):
+                out.mux(packet)
+        out.mux(v.encode())
+    r = run(checkpoint, tmp_path / "odd.mkv", "--output-dir", tmp_path / "odd")
+    assert r.returncode == 1 and "would be 33x27, and 4:2:0 video needs even sides; --video-codec ffv1" in r.stderr
+    assert r.stderr.count("\n") == 1 and not list((tmp_path / "odd").glob("*.mkv"))
+    r = run(checkpoint, tmp_path / "odd.mkv", "--output-dir", tmp_path / "odd", "--video-codec", "ffv1")
+    assert r.returncode == 0 and decoded(tmp_path / "odd" / "odd_srcnn_x3.mkv")[0][1].shape == (27, 33, 3)
     r = run(checkpoint, tmp_path / "cut.mkv", "--output-dir", tmp_path / "cut")
     if r.returncode:  # whether a cut Matroska file fails or gives its first frames is FFmpeg's call
         assert r.stderr.count("\n") == 1 and not list((tmp_path / "cut").glob("*.mkv"))
