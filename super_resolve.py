@@ -93,11 +93,21 @@ def output_path(path, root, scale, args):
     return os.path.join(folder, f"{stem}_srcnn_x{scale}{ext}")
 
 
+def _named_format(path):
+    """The format ``path``'s extension names, None for an extension of no image format."""
+    try:
+        return output_format(path)
+    except UserError:
+        return None
+
+
 def plan(files, scale, args):
     """The (input, output) pairs to do, and the (input, reason) skipped for existing outputs; UserError,
     before anything is written, for two inputs of one output, an output that is an input, an output that
     exists (unless --skip-existing or --overwrite) or one that --overwrite may not replace."""
     pairs, by_output, skipped, existing = [], {}, [], []
+    if args.output and os.path.isdir(args.output):
+        raise UserError(f"--output names a file and {args.output} is a folder; use --output-dir for a folder")
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise UserError(f"output folder does not exist: {os.path.dirname(os.path.abspath(args.output))}")
     inputs = {os.path.realpath(p) for p, _ in files}
@@ -105,6 +115,10 @@ def plan(files, scale, args):
         out = output_path(path, root, scale, args)
         if not is_video(path):
             output_format(out, args.format)  # an unknown extension fails here, before any work
+            named = _named_format(out)
+            if args.output and args.format and named not in (None, args.format):
+                raise UserError(f"--output {out} names a {named} file and --format says {args.format}; "
+                                f"drop --format or change the extension")
         elif not is_video(out):
             raise UserError(f"{path} is a video: its output {out} must end in one of {', '.join(VIDEO_EXTENSIONS)}")
         key = os.path.realpath(out)

@@ -173,3 +173,15 @@ def test_a_call_whose_outputs_all_fail_leaves_no_new_folder(checkpoint, tmp_path
     r = upscale(checkpoint, tmp_path / "anim.gif", tmp_path / "still.png", "--format", "jpeg",
                 "--output-dir", tmp_path / "kept" / "new")
     assert r.returncode == 1 and os.listdir(tmp_path / "kept" / "new") == ["still_srcnn_x3.jpg"]
+
+
+def test_output_that_contradicts_format_or_is_a_folder_is_refused(checkpoint, tmp_path):
+    src = image(tmp_path / "in.png")
+    r = upscale(checkpoint, src, "--output", tmp_path / "o.png", "--format", "jpeg")
+    assert r.returncode == 1 and "names a png file and --format says jpeg" in r.stderr
+    assert not (tmp_path / "o.png").exists()
+    (tmp_path / "dir").mkdir()
+    r = upscale(checkpoint, src, "--output", tmp_path / "dir")
+    assert r.returncode == 1 and "is a folder; use --output-dir" in r.stderr and not os.listdir(tmp_path / "dir")
+    assert upscale(checkpoint, src, "--output", tmp_path / "o.jpeg", "--format", "jpeg").returncode == 0
+    assert Image.open(tmp_path / "o.jpeg").format == "JPEG"
