@@ -79,8 +79,8 @@ def read_picture(path):
 def _metadata(im):
     """What to write back of ``im``'s metadata, the EXIF orientation reset (the caller applies it)."""
     info = {}
-    if im.info.get("icc_profile"):
-        info["icc_profile"] = im.info["icc_profile"]
+    if im.info.get("icc_profile"):  # a CMYK picture's pixels become sRGB (:func:`_cmyk_to_srgb`)
+        info["icc_profile"] = _srgb_profile() if im.mode == "CMYK" else im.info["icc_profile"]
     exif = _exif(im)
     if len(exif) or exif.get_ifd(EXIF_IFD):
         exif.pop(EXIF_ORIENTATION, None)  # the rotation is applied to the pixels
@@ -156,11 +156,32 @@ def _gray_palette(im):
     return bool((pal == pal[:, :1]).all())
 
 
+def _srgb_profile():
+    from PIL import ImageCms
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _cmyk_to_srgb(im):
+    """A CMYK picture in RGB: through its ICC profile into sRGB where it has one (the colours a viewer
+    shows), else (no profile, or one that cannot be read) by Pillow's plain formula."""
+    from PIL import ImageCms
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            return ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                             ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return im.convert("RGB")
+
+
 def _frame_arrays(frame):
     """(RGB array, alpha array or None) of one Pillow frame; every form of transparency becomes alpha."""
     if frame.mode in ("I;16", "I;16B", "I;16L"):  # 16-bit grey, no alpha (Pillow has no 16-bit LA)
         grey = np.asarray(frame, dtype=np.uint16)
         return np.repeat(grey[..., None], 3, -1), None
+    if frame.mode == "CMYK":
+        frame = _cmyk_to_srgb(frame)
     if frame.mode == "P" or "transparency" in frame.info:
         frame = frame.convert("RGBA" if ("transparency" in frame.info or frame.mode in ("PA",)) else "RGB")
     if frame.mode in ("1", "L", "LA"):

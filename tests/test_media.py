@@ -211,3 +211,19 @@ def test_tiff_inputs_give_only_their_real_exif_and_dpi_and_write_back_as_tiff(ch
                 assert tuple(round(v) for v in im.info["dpi"]) == (300, 300)
             else:
                 assert "dpi" not in read_picture(str(out)).info, out  # no 1 dpi made up
+
+
+def test_a_cmyk_picture_comes_out_rgb_with_an_rgb_profile_not_its_cmyk_one(checkpoint, tmp_path):
+    cmyk_profile = bytearray(SRGB)
+    cmyk_profile[16:20] = b"CMYK"  # the header's colour space: what viewers read to use a profile
+    src = tmp_path / "print.jpg"
+    Image.fromarray(photo()).convert("CMYK").save(src, quality=95, icc_profile=bytes(cmyk_profile))
+    for out in (tmp_path / "o.png", tmp_path / "o.jpg"):
+        r = upscale(checkpoint, src, "--output", out)
+        assert r.returncode == 0, r.stderr
+        im = Image.open(out)
+        assert im.mode == "RGB" and im.info["icc_profile"][16:20] == b"RGB "
+    plain = tmp_path / "plain.jpg"  # no profile: Pillow's conversion, and no profile made up
+    Image.fromarray(photo()).convert("CMYK").save(plain, quality=95)
+    assert upscale(checkpoint, plain, "--output", tmp_path / "p.png").returncode == 0
+    assert "icc_profile" not in Image.open(tmp_path / "p.png").info
