@@ -260,6 +260,8 @@ def write_picture(picture, path, fmt, quality=QUALITY):
             if picture.animated:
                 options.update(save_all=True, append_images=images[1:], duration=picture.durations,
                                loop=picture.loop or 0)
+                if fmt == "gif" and picture.alphas[0] is not None:
+                    options["disposal"] = 2  # each frame is whole: clear it away, else it shows through the next
             atomic_write(path, lambda tmp: images[0].save(tmp, format=pil_format, **options))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot write {path}: {e}") from None

@@ -227,3 +227,19 @@ def test_a_cmyk_picture_comes_out_rgb_with_an_rgb_profile_not_its_cmyk_one(check
     Image.fromarray(photo()).convert("CMYK").save(plain, quality=95)
     assert upscale(checkpoint, plain, "--output", tmp_path / "p.png").returncode == 0
     assert "icc_profile" not in Image.open(tmp_path / "p.png").info
+
+
+def test_a_transparent_animated_gif_leaves_no_trails(checkpoint, tmp_path):
+    frames = []
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)]):  # a square moving over a transparent field
+        a = np.zeros((16, 24, 4), np.uint8)
+        a[4:12, 2 + 6 * i:10 + 6 * i] = (*colour, 255)
+        frames.append(Image.fromarray(a))
+    src = tmp_path / "moving.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
+    want = [np.asarray(f.convert("RGBA"))[..., 3] > 0 for f in ImageSequence.Iterator(Image.open(src))]
+    assert upscale(checkpoint, src, "--output", tmp_path / "o.gif").returncode == 0
+    got = [np.asarray(f.convert("RGBA"))[..., 3] > 0 for f in ImageSequence.Iterator(Image.open(tmp_path / "o.gif"))]
+    assert len(got) == 3
+    for w, g in zip(want, got):  # the same share of each frame is opaque as in the input (x3 each way)
+        assert abs(g.mean() - w.mean()) < 0.03, (g.mean(), w.mean())
