@@ -359,7 +359,7 @@ def main(argv=None):
     if group.rank == 0:
         remove_empty(created)
     group.leave()
-    kinds = "inputs" if any(is_video(p) for p, _ in pairs) else "images"
+    kinds = ("input" if any(is_video(p) for p, _ in pairs) else "image") + ("s" if len(pairs) > 1 else "")
     if failed and len(pairs) > 1:  # each failure has had its line; a summary where there were several inputs
         group.exit(f"error: {failed} of {len(pairs)} {kinds} failed"
                    + (f" ({group.world} processes)" if group.world > 1 else ""))

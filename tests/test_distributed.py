@@ -60,6 +60,10 @@ def test_torchrun_shares_the_inputs_of_super_resolve_each_done_once_and_one_summ
                         str(folder / "img1.png"), "--output-dir", str(tmp_path / "out")],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and r.stderr.count("error:") == 1 and "exist already" in r.stderr, r.stderr[-3000:]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "super_resolve.py", "--checkpoint", identity_checkpoint, str(folder / "img0.png"),
+                        "--output-dir", str(tmp_path / "one")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "1 image upscaled by 2 processes", r.stdout
 
 
 def test_each_line_is_one_write_so_the_processes_lines_cannot_run_together(monkeypatch):
