@@ -64,19 +64,23 @@ def expand_inputs(paths, recursive=False):
         if not os.path.isdir(path):
             files.append((path, None))
             continue
-        found = []
+        found, folders = [], []
         for folder, dirs, names in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if not recursive:
+                folders, dirs[:] = [os.path.join(folder, d) for d in dirs], []
             found += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
         taken = [f for f in found if f.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
         skipped += [(f, "not an image or video file (by its extension)") for f in found if f not in taken]
+        skipped += [(f, "a folder (--recursive takes sub-folders too)") for f in folders]
         for f in taken:
             if looks_like_output(f, [g for g in taken if os.path.dirname(g) == os.path.dirname(f)]):
                 skipped.append((f, "an output of an earlier run (name it directly to upscale it)"))
             else:
                 files.append((f, path))
         if not taken:
-            raise UserError(f"no images or videos ({', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}) in folder {path}")
+            raise UserError(f"no images or videos ({', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}) in folder {path}"
+                            + (" (it has sub-folders: --recursive takes them)" if folders else ""))
     return files, skipped
 
 

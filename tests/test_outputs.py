@@ -107,11 +107,15 @@ def test_recursive_keeps_the_folder_structure(checkpoint, tmp_path):
         image(tmp_path / "in" / rel)
     r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
     assert r.returncode == 0 and sorted(os.listdir(tmp_path / "out")) == ["a_srcnn_x3.png"]
+    assert f"skipped {tmp_path / 'in' / 'sub'}: a folder (--recursive takes sub-folders too)" in r.stderr
+    (tmp_path / "in" / "a.png").unlink()
+    r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out4")
+    assert r.returncode == 1 and "(it has sub-folders: --recursive takes them)" in r.stderr
     r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out2", "--recursive")
     assert r.returncode == 0, r.stderr
     found = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out2") for d, _, fs in os.walk(tmp_path / "out2")
                    for f in fs)
-    assert found == ["a_srcnn_x3.png", "sub/b_srcnn_x3.png", "sub/deeper/c_srcnn_x3.png"]
+    assert found == ["sub/b_srcnn_x3.png", "sub/deeper/c_srcnn_x3.png"]
 
 
 def test_a_tile_below_the_minimum_is_refused(checkpoint, tmp_path):
