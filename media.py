@@ -717,15 +717,40 @@ def _transcode(inp, out, upscale_frames, scale, encoding, progress, batch):
     decoded = _Stage(_decode_video(inp, vin, copies, matrix), 2 * batch + 2)
     encoder = _Sink(lambda items: _encode(items, out, vout, copies, matrix, progress, vin.frames or None),
                     2 * batch + 2)
-    count = 0
+    times = []  # (start, end) of each frame, in seconds
     try:
         for item in _network(decoded, upscale_frames, batch):
             encoder.put(item)
-            count += isinstance(item, tuple)
+            if isinstance(item, tuple):
+                start, duration = item[0].pts or 0, getattr(item[0], "duration", 0) or 0
+                times.append((float(start * vin.time_base), float((start + duration) * vin.time_base)))
         encoder.finish()
     finally:  # also on an error or Ctrl-C: both threads stop
         encoder.close()
         decoded.close()
-    if vin.frames and count != vin.frames:  # the container said how many: a shortfall is a damaged file
-        raise UserError(f"{inp.name}: decoded {count} of its {vin.frames} frames (a truncated or damaged file)")
-    return count
+    _check_whole(inp.name, vin, times)
+    return len(times)
+
+
+def _check_whole(name, vin, times):
+    """UserError where the frames decoded (their (start, end) ``times``) fall short of what the container
+    says: its frame count (MP4, MOV), or the length of its video track (Matroska's DURATION tag) where the
+    last frame ends short of it by more than 1.5 times the longest gap between two frames' starts."""
+    if vin.frames and len(times) != vin.frames:
+        raise UserError(f"{name}: decoded {len(times)} of its {vin.frames} frames (a truncated or damaged file)")
+    length = _seconds(vin.metadata.get("DURATION", ""))
+    if length and len(times) > 1:
+        starts, end = sorted(t for t, _ in times), max(max(times))
+        gap = max(b - a for a, b in zip(starts, starts[1:]))
+        if length - end > 1.5 * gap:
+            raise UserError(f"{name}: its frames stop at {end:.3f} s of its {length:.3f} s (a truncated or damaged "
+                            f"file)")
+
+
+def _seconds(text):
+    """'HH:MM:SS.fraction' in seconds; None for anything else."""
+    try:
+        h, m, sec = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
