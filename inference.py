@@ -33,9 +33,9 @@ GPU_TILE = 1024  # on a GPU, small tiles leave it waiting on Python (see :func:`
 
 def default_tile(device):
     """The tile side for ``device``: 256 output pixels on the CPU, where tiles that stay in the caches run
-    1.3 to 1.7x the whole-image pass; 1024 on a GPU, where each tile costs a dozen kernel launches and 256-pixel tiles
-    ran a 4K frame in 64 ms against 14.5 at 1024 and 13.3 whole (bf16, one NVIDIA H200), and 1024 keeps memory
-    bounded (2.5 GiB for 8 4K frames in bf16, 13.5 whole)."""
+    1.3 to 1.7x the whole-image pass; 1024 on a GPU, where each tile costs a dozen kernel launches:
+    256-pixel tiles ran a 4K frame in 64 ms against 14.5 at 1024 and 13.3 whole (bf16, one NVIDIA H200),
+    and 1024 keeps memory bounded (2.5 GiB for 8 4K frames in bf16, 13.5 whole)."""
     return GPU_TILE if device.type == "cuda" else TILE
 
 

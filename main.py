@@ -159,7 +159,8 @@ def refuse_earlier_run(out_dir):
         return
     earlier = sorted(n for n in os.listdir(out_dir) if n.startswith("checkpoint.") or n == "config.json")
     if earlier:
-        raise UserError(f"{out_dir} already holds a run ({', '.join(earlier[:3])}{', ...' if len(earlier) > 3 else ''}): "
+        names = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+        raise UserError(f"{out_dir} already holds a run ({names}): "
                         f"continue it with --resume-from-last or `main.py resume`, or give another --out-dir")
 
 

@@ -442,7 +442,8 @@ def upscale_video(src, dst, upscale_frames, scale, encoding=Encoding(), progress
     try:
         if not inp.streams.video:
             raise UserError(f"{src} has no video stream")
-        w, h = (n * scale for n in (inp.streams.video[0].codec_context.width, inp.streams.video[0].codec_context.height))
+        size = inp.streams.video[0].codec_context
+        w, h = size.width * scale, size.height * scale
         if encoding.codec != "ffv1" and (w % 2 or h % 2):
             raise UserError(f"cannot upscale video {src}: its frames would be {w}x{h}, and 4:2:0 video needs even "
                             f"sides; --video-codec ffv1 (lossless RGB, in .mkv) takes any size")

@@ -366,8 +366,8 @@ def start_run(args, ckpt, ctx):
         raise UserError(f"the checkpoint has already completed {progress['epoch']} epochs; "
                         f"pass --num-epoch greater than that to train on")
     net = torch.nn.parallel.DistributedDataParallel(model) if ctx.world > 1 else model
-    return Run(args, ctx, model, net, optimizer, train_set, test_set, Info(args.name or f"srcnn-x{args.scale}", args.student_id, args.email),
-               progress)
+    info = Info(args.name or f"srcnn-x{args.scale}", args.student_id, args.email)
+    return Run(args, ctx, model, net, optimizer, train_set, test_set, info, progress)
 
 
 def run_training(args, ckpt=None):

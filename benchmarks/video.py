@@ -81,7 +81,7 @@ def main():
         for precision in args.precision:
             model, ckpt = load_model(args.checkpoint, device, precision)
             scale = checkpoint_scale(ckpt)
-            upscale_frames(model, frames[:batch], scale, tile)  # warm-up: oneDNN's primitives, cuDNN's choice of kernels
+            upscale_frames(model, frames[:batch], scale, tile)  # warm-up: oneDNN's primitives, cuDNN's kernels
             timed = frames[1:1 + (args.network_frames or (4 * batch if args.cuda else 6))]
             sync(device)
             start = time.perf_counter()
@@ -100,8 +100,8 @@ def main():
                 del big
             start = time.perf_counter()
             n, _ = upscale_video(clip, os.path.join(tmp, f"out-{precision}.mp4"),
-                                 lambda lr: upscale_frames(model, lr, scale, tile), scale, Encoding(preset=args.presets[0]),
-                                 batch=batch)
+                                 lambda lr: upscale_frames(model, lr, scale, tile), scale,
+                                 Encoding(preset=args.presets[0]), batch=batch)
             wall = time.perf_counter() - start
             print(f"{precision} whole job (--preset {args.presets[0]}): {n / wall:.2f} frames/s, "
                   f"{100 * n / wall / network_fps:.0f}% of the network's rate ({n} frames in {wall:.1f} s)", flush=True)

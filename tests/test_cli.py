@@ -247,9 +247,10 @@ def test_the_psnr_plot_shows_every_run_length_with_the_legend_clear_of_the_curve
 
 def test_help_shows_every_default_zero_included():
     text = " ".join(main.build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
-    for flag, default in [("--seed SEED", "0"), ("--warmup-epochs WARMUP_EPOCHS", "0.0"), ("--loss-border LOSS_BORDER", "0"),
-                          ("--num-epoch NUM_EPOCH", "100")]:
-        assert f"{flag} " in text and text.split(f"{flag} ")[-1].split("--")[0].rstrip().endswith(f"(default: {default})"), flag
+    for flag, default in [("--seed SEED", "0"), ("--warmup-epochs WARMUP_EPOCHS", "0.0"),
+                          ("--loss-border LOSS_BORDER", "0"), ("--num-epoch NUM_EPOCH", "100")]:
+        described = text.split(f"{flag} ")[-1].split("--")[0].rstrip()  # the flag's entry, not the usage line
+        assert f"{flag} " in text and described.endswith(f"(default: {default})"), flag
 
 
 def test_inspect_plot_and_evaluate_save_images_refuse_bad_paths_in_one_line(image_folder, tmp_path):
