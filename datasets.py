@@ -160,10 +160,10 @@ def default_data(kind, scale):
 
 def resolve_data(path, kind, scale):
     """The data path to read: ``path``, or when None the default file of ``kind`` ("train" or "test")
-    at ``scale``, built from its image folder on first use."""
-    if path is not None:
-        return path
+    at ``scale``; the default file is built from its image folder on first use (and again if removed)."""
     file, folder = default_data(kind, scale)
+    if path is not None and path != file:
+        return path
     if not os.path.exists(file):
         if not os.path.isdir(folder):
             raise UserError(f"no data: {file} does not exist and there is no {folder} to build it from; "

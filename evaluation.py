@@ -7,7 +7,8 @@ import numpy as np
 
 from datasets import SCALE
 from inference import apply_network, upscale
-from utils import UserError, atomic_write, image_metrics, mean_metrics, psnr
+from metrics import image_metrics, mean_metrics, psnr
+from utils import UserError, atomic_write
 
 
 def evaluate_model(model, test_set, self_ensemble=False):
@@ -50,7 +51,7 @@ def evaluate_checkpoint(model, test_set, self_ensemble=False, save_images=None):
     print(f"{'mean':12s}" + "".join(cell.format(**mean_metrics(col)) for _, col in columns))
     if self_ensemble:
         single, ensemble = network_seconds(model, test_set, False), network_seconds(model, test_set, True)
-        print(f"network time on {model.patch_extraction.weight.device.type}: single pass {single:.2f} s, "
+        print(f"network time on {model.device.type}: single pass {single:.2f} s, "
               f"self-ensemble {ensemble:.2f} s ({ensemble / single:.1f}x)")
     change, colour, got = flat_colour_error(model, scale)
     card, (card_lr, card_sr, card_hr) = card_scores(model, scale)
@@ -59,24 +60,24 @@ def evaluate_checkpoint(model, test_set, self_ensemble=False, save_images=None):
           f"bicubic {card['bicubic']['rgb_psnr']:.3f} dB, SRCNN {card['SRCNN']['rgb_psnr']:.3f} dB")
     if save_images:
         os.makedirs(save_images, exist_ok=True)
-        pictures = [(name, lr, sr, hr, r, b) for (name, lr, hr), sr, r, b in zip(test_set, outputs, rows, bicubic)]
-        pictures.append(("colour_card", card_lr, card_sr, card_hr, image_metrics(card_sr, card_hr, scale),
-                         image_metrics(card_lr, card_hr, scale)))
-        for name, lr, sr, hr, r, b in pictures:
+        pictures = [(name, lr, sr, hr) for (name, lr, hr), sr in zip(test_set, outputs)]
+        pictures.append(("colour_card", card_lr, card_sr, card_hr))
+        for name, lr, sr, hr in pictures:
             path = os.path.join(save_images, f"{name}_comparison.png")
-            comparison_picture(lr, sr, hr, r, b, scale).save(path)
+            comparison_picture(lr, sr, hr, scale).save(path)
             print(f"wrote {path}")
 
 
-def comparison_picture(lr, sr, hr, sr_metrics, bicubic_metrics, scale=SCALE, zoom=4, crop=48):
-    """LR (nearest) | bicubic | SRCNN | HR side by side, labelled, over x``zoom`` crops of the
-    ``crop`` x ``crop`` window where SRCNN's output differs most from bicubic's."""
+def comparison_picture(lr, sr, hr, scale=SCALE, zoom=4, crop=48):
+    """LR (nearest) | bicubic | SRCNN | HR side by side, labelled with their Y-PSNR (border = ``scale``), over
+    x``zoom`` crops of the ``crop`` x ``crop`` window where SRCNN's output (``sr``) differs most from bicubic's
+    (``lr``, the bicubic-upscaled input)."""
     from PIL import Image, ImageDraw
     h, w = hr.shape[:2]
     small = Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC)
     panels = [np.asarray(small.resize((w, h), Image.NEAREST)), lr, sr, hr]
-    labels = ["LR (nearest)", f"bicubic {bicubic_metrics['y_psnr']:.2f} dB",
-              f"SRCNN {sr_metrics['y_psnr']:.2f} dB", "HR"]
+    labels = ["LR (nearest)", f"bicubic {image_metrics(lr, hr, scale)['y_psnr']:.2f} dB",
+              f"SRCNN {image_metrics(sr, hr, scale)['y_psnr']:.2f} dB", "HR"]
     diff = np.abs(sr.astype(np.float32) - lr.astype(np.float32)).sum(-1)
     c = min(crop, h, w)
     sums = np.lib.stride_tricks.sliding_window_view(diff, (c, c))[::4, ::4].sum((-1, -2))

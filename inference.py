@@ -17,18 +17,21 @@ and device transfer:
   see :func:`prepare`), channels-last; only 8-bit images cross between host and device.
 """
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from datasets import SCALE, bicubic_resize
+import checkpoints
+from datasets import bicubic_resize
 from model import SRCNN
-from utils import UserError, load_checkpoint
+from utils import UserError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TILE = 256  # output pixels per tile side: ~19 MB of activations per tile at fp32 (64 channels x 268^2 x 4 B)
 GPU_TILE = 1024  # on a GPU, small tiles leave it waiting on Python (see :func:`default_tile`)
+GPU_BATCH = 8  # video frames through a GPU at once (on the CPU one at a time: a batch is no faster there)
 
 
 def default_tile(device):
@@ -37,29 +40,6 @@ def default_tile(device):
     256-pixel tiles ran a 4K frame in 64 ms against 14.5 at 1024 and 13.3 whole (bf16, one NVIDIA H200),
     and 1024 keeps memory bounded (2.5 GiB for 8 4K frames in bf16, 13.5 whole)."""
     return GPU_TILE if device.type == "cuda" else TILE
-
-
-def load_model(path, device, precision="fp32"):
-    """The SRCNN of a checkpoint, ready for inference on ``device`` in ``precision`` (see :func:`prepare`);
-    returns (model, checkpoint)."""
-    ckpt = load_checkpoint(path)
-    model = SRCNN(**ckpt["model_kwargs"])
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit the SRCNN it describes ({str(e).splitlines()[0]})") from None
-    return prepare(model, device, precision), ckpt
-
-
-def checkpoint_scale(ckpt):
-    """The upscaling factor a checkpoint was trained for; checkpoints older than the --scale flag are x3."""
-    return int(ckpt["args"].get("scale", SCALE))
-
-
-def receptive_radius(model):
-    """Pixels either side of an output pixel that reach it through the network: 4 + 0 + 2 = 6 for the 9-1-5."""
-    return sum(conv.kernel_size[0] // 2 for conv in (model.patch_extraction, model.nonlinear_mapping,
-                                                     model.reconstruction))
 
 
 def bicubic_upscale(rgb, scale):
@@ -185,13 +165,14 @@ class ReducedPrecisionSRCNN(SRCNN):
     def __init__(self, model, dtype):
         super().__init__(**model.init_kwargs)
         self.load_state_dict(model.state_dict())
+        first, *_, last = self.convs
         with torch.no_grad():
-            self.patch_extraction.weight.div_(255)
-            self.reconstruction.bias.sub_(0.5)
+            first.weight.div_(255)
+            last.bias.sub_(0.5)
         self.to(dtype)
 
     def forward(self, x):
-        return super().forward(x.to(self.patch_extraction.weight.dtype)).float() + 0.5
+        return super().forward(x.to(self.dtype)).float() + 0.5
 
 
 def prepare(model, device, precision="fp32"):
@@ -210,9 +191,9 @@ def _blocks(model, image, tile, self_ensemble, peak=255):
     """Yield ((y, x), float output block (N, 3, h, w) in [0, 1], on the model's device) covering the
     (N, H, W, 3) integer tensor ``image`` whose white is ``peak``; see :func:`apply_network`."""
     span = getattr(model, "INPUT_SPAN", 1.0)  # the SRCNN takes [0, 1]
-    r = receptive_radius(model)
+    r = model.receptive_radius
     h, w = image.shape[1:3]
-    padded = pad_edges(image.to(model.patch_extraction.weight.device), r)
+    padded = pad_edges(image.to(model.device), r)
     tile = tile or max(h, w)
     for y in range(0, h, tile):
         for x in range(0, w, tile):
@@ -247,7 +228,7 @@ def apply_network(model, image, tile=TILE, self_ensemble=False):
     batch = src if src.dim() == 4 else src[None]
     peak = 65535 if getattr(image, "dtype", None) == np.uint16 else 255
     out = torch.empty(batch.shape, dtype=torch.uint8 if peak == 255 else torch.int32,
-                      device=model.patch_extraction.weight.device)
+                      device=model.device)
     for (y, x), sr in _blocks(model, batch, tile, self_ensemble, peak):
         out[:, y:y + sr.shape[-2], x:x + sr.shape[-1]] = sr.clamp_(0, 1).mul_(peak).round_().permute(0, 2, 3, 1)
     out = out if src.dim() == 4 else out[0]
@@ -272,7 +253,7 @@ def upscale(model, rgb, scale, tile=TILE, self_ensemble=False):
     On a GPU the whole 8-bit pipeline runs there: the 8-bit image goes over, is upscaled by
     :func:`bicubic_upscale_torch` and comes back as 8 bits. On the CPU, and for 16-bit images, Pillow does
     the bicubic."""
-    device = model.patch_extraction.weight.device
+    device = model.device
     if device.type == "cpu" or rgb.dtype == np.uint16:
         return apply_network(model, bicubic_upscale(rgb, scale), tile, self_ensemble)
     return upscale_tensor(model, _as_tensor(rgb), scale, tile, self_ensemble).cpu().numpy()
@@ -283,7 +264,7 @@ def upscale_frames(model, frames, scale, tile=TILE, self_ensemble=False):
     pixel. On a GPU the 8-bit frames go over together and run through bicubic and the network as one batch
     (fewer, larger kernels) and come back one by one; on the CPU, where a batch is no faster, one after the
     other."""
-    device = model.patch_extraction.weight.device
+    device = model.device
     if device.type == "cpu" or len(frames) <= 1 or frames[0].dtype == np.uint16:
         return [upscale(model, f, scale, tile, self_ensemble) for f in frames]
     out = upscale_tensor(model, torch.from_numpy(np.stack(frames)), scale, tile, self_ensemble)
@@ -293,5 +274,34 @@ def upscale_frames(model, frames, scale, tile=TILE, self_ensemble=False):
 def upscale_tensor(model, lr, scale, tile=TILE, self_ensemble=False):
     """An (H, W, 3) uint8 tensor, or an (N, H, W, 3) one of N frames, upscaled on the model's device:
     :func:`bicubic_upscale_torch` and the network, all N frames together; the uint8 result stays there."""
-    lr = lr.to(model.patch_extraction.weight.device)
+    lr = lr.to(model.device)
     return apply_network(model, bicubic_upscale_torch(lr, scale), tile, self_ensemble)
+
+
+@dataclass(frozen=True)
+class Upscaler:
+    """A model prepared for inference (:func:`prepare`) and how to run it: ``scale``, ``tile`` (None: the
+    device's :func:`default_tile`) and ``self_ensemble``. Calling it upscales one image as :func:`upscale`;
+    :meth:`frames` upscales video frames, :attr:`batch` at a time."""
+    model: SRCNN
+    scale: int
+    tile: int = None
+    self_ensemble: bool = False
+
+    @classmethod
+    def from_checkpoint(cls, path, device="cpu", precision="fp32", tile=None, self_ensemble=False):
+        """The upscaler of the checkpoint ``path`` (its network and scale) on ``device`` in ``precision``."""
+        model, ckpt = checkpoints.load_model(path)
+        return cls(prepare(model, torch.device(device), precision), checkpoints.scale_of(ckpt), tile, self_ensemble)
+
+    @property
+    def batch(self):
+        """Frames worth giving :meth:`frames` at once: a batch on a GPU, one on the CPU."""
+        return GPU_BATCH if self.model.device.type == "cuda" else 1
+
+    def __call__(self, rgb):
+        return upscale(self.model, rgb, self.scale, self.tile or default_tile(self.model.device), self.self_ensemble)
+
+    def frames(self, frames):
+        return upscale_frames(self.model, frames, self.scale, self.tile or default_tile(self.model.device),
+                              self.self_ensemble)

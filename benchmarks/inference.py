@@ -28,8 +28,8 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from inference import (PRECISIONS, bicubic_upscale, checkpoint_scale, default_tile, load_model, upscale,  # noqa: E402
-                       upscale_tensor)
+import checkpoints  # noqa: E402
+from inference import PRECISIONS, bicubic_upscale, default_tile, prepare, upscale, upscale_tensor  # noqa: E402
 
 
 def synthetic(h, w, seed=0):
@@ -66,7 +66,7 @@ def matmul_rate(device, dtype, repeat):
 
 
 def network_flops_per_pixel(model):
-    return 2 * sum(c.weight.numel() for c in (model.patch_extraction, model.nonlinear_mapping, model.reconstruction))
+    return 2 * sum(c.weight.numel() for c in model.convs)
 
 
 def process_run(checkpoint, w, h, precision, cuda):
@@ -126,14 +126,13 @@ def main():
                   f"process, peak RSS {rss:.2f} GiB", flush=True)
     reference = None
     for precision in args.precision:
-        model, ckpt = load_model(args.checkpoint, device, precision)
-        scale = checkpoint_scale(ckpt)
+        network, ckpt = checkpoints.load_model(args.checkpoint)
+        model, scale = prepare(network, device, precision), checkpoints.scale_of(ckpt)
         w, h = args.size[0] // scale, args.size[1] // scale
         lr = synthetic(h, w)
         mp = w * h * scale * scale / 1e6
         if reference is None:  # the assignment's plain way, for comparison: one NCHW float32 pass, zero-padded
-            plain, _ = load_model(args.checkpoint, device)
-            plain = plain.to(memory_format=torch.contiguous_format)
+            plain = prepare(network, device).to(memory_format=torch.contiguous_format)
             seconds = best_time(lambda: plain_pass(plain, lr, scale, device), device, args.repeat)
             print(f"plain fp32 NCHW whole image, {w}x{h} -> {w * scale}x{h * scale}: {mp / seconds:8.2f} MP/s, "
                   f"{1 / seconds:7.2f} frames/s", flush=True)
@@ -159,6 +158,7 @@ def plain_pass(model, lr, scale, device):
     up = torch.from_numpy(np.array(bicubic_upscale(lr, scale))).permute(2, 0, 1)[None].float().div(255).to(device)
     with torch.no_grad():
         return model(up).clamp(0, 1).mul(255).round().byte().cpu()
+
 
 if __name__ == "__main__":
     main()

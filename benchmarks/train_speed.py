@@ -23,10 +23,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets import TrainDataset  # noqa: E402
-from main import build_parser  # noqa: E402
-from training import Process, Run, make_optimizer, train_epoch  # noqa: E402
+from distributed import Group  # noqa: E402
+from main import keep_freed_memory  # noqa: E402
 from model import SRCNN  # noqa: E402
-from utils import choose_device, keep_freed_memory  # noqa: E402
+from training import Recipe, Run, make_optimizer, train_epoch  # noqa: E402
+from utils import choose_device  # noqa: E402
 
 WARMUP = 5
 NOT_STOPPING = types.SimpleNamespace(requested=False)
@@ -64,19 +65,17 @@ def project_loop(data, batches, batch_size, amp, device):
     """The project's train_epoch on a subset just big enough for the batches asked for."""
     n = (batches + WARMUP) * batch_size
     sub = type("Subset", (), {"lr": data.lr[:n], "hr": data.hr[:n], "__len__": lambda self: n})()
-    args = build_parser().parse_args(["train", f"--batch-size={batch_size}", "--num-epoch=1", "--lr=1e-4",
-                                      "--augment", *(["--amp"] if amp else [])])
+    recipe = Recipe(batch_size=batch_size, num_epoch=1, lr=1e-4, augment=True, amp=amp)
     model = SRCNN().to(device, memory_format=torch.channels_last)
-    opt = make_optimizer(model, args)
-    ctx = Process(rank=0, world=1, device=device)
+    opt = make_optimizer(model, recipe.optimizer, recipe.lr)
     warm = type("Subset", (), {"lr": data.lr[:WARMUP * batch_size], "hr": data.hr[:WARMUP * batch_size],
                                "__len__": lambda self: WARMUP * batch_size})()
     progress = {"batch": 0, "loss_sum": 0.0}
-    train_epoch(Run(args, ctx, model, model, opt, warm, None, None, progress, NOT_STOPPING), 1)
+    train_epoch(Run(recipe, Group(), device, model, model, opt, warm, None, None, progress, NOT_STOPPING), 1)
     synchronize(device)
     start = time.perf_counter()
     progress = {"batch": WARMUP, "loss_sum": 0.0}
-    train_epoch(Run(args, ctx, model, model, opt, sub, None, None, progress, NOT_STOPPING), 1)
+    train_epoch(Run(recipe, Group(), device, model, model, opt, sub, None, None, progress, NOT_STOPPING), 1)
     synchronize(device)  # train_epoch reads each loss, so this only closes the books
     return batches * batch_size / (time.perf_counter() - start)
 

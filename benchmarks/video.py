@@ -4,11 +4,11 @@
 
 Makes an H.264 clip of --frames frames (a moving synthetic picture, libx264 at crf 16) and times, each on
 its own: decoding it to RGB frames; the network (the image engine, `inference.upscale_frames` as
-super_resolve.py calls it: one frame at a time on the CPU, super_resolve.VIDEO_BATCH frames at a time on
+super_resolve.py calls it: one frame at a time on the CPU, inference.GPU_BATCH frames at a time on
 the GPU; the mean over --network-frames frames after a warm-up, as the job's rate is a mean); and
 encoding 4K frames (each input frame bicubic-upscaled, so the encoder sees moving pictures: RGB to 4:2:0,
 libx264 at the default crf and each of --presets, written to a file). Then the whole job as
-super_resolve.py runs it (`media.upscale_video`: the three stages overlapped in threads), with the first
+super_resolve.py runs it (`video.upscale_video`: the three stages overlapped in threads), with the first
 of --presets.
 
 The whole job's rate is its frame count over its wall time, start (the file opened) to end (the output
@@ -26,16 +26,16 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.inference import device_name, size_arg, sync, synthetic  # noqa: E402
-from inference import PRECISIONS, bicubic_upscale, checkpoint_scale, default_tile, load_model, upscale_frames  # noqa: E402
-from media import CRF, PRESET, PRESETS, VIDEO_CODEC, Encoding, encode_video, read_video_frames, upscale_video  # noqa: E402
-from super_resolve import VIDEO_BATCH  # noqa: E402
+import checkpoints  # noqa: E402
+from inference import PRECISIONS, Upscaler, bicubic_upscale, prepare  # noqa: E402
+from video import CRF, PRESET, PRESETS, Encoding, encode_video, read_video_frames, upscale_video  # noqa: E402
 
 
 def make_clip(path, w, h, frames):
     """An H.264 clip of ``frames`` frames: a synthetic picture moving 3 pixels a frame, 25 frames/s."""
     picture = synthetic(h, w + 3 * frames)
     encode_video((np.ascontiguousarray(picture[:, 3 * i:3 * i + w]) for i in range(frames)), path,
-                 Encoding(preset="medium"))
+                 Encoding("libx264", preset="medium"))
 
 
 def decode(path):
@@ -69,8 +69,6 @@ def main():
     if args.frames < 2:
         sys.exit("error: --frames must be at least 2")
     device = torch.device("cuda" if args.cuda else "cpu")
-    batch = VIDEO_BATCH if args.cuda else 1
-    tile = default_tile(device)  # as super_resolve.py runs it
     w, h = args.size
     print(f"device: {device_name(device)}; torch {torch.__version__}; {args.frames} frames of {w}x{h}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,14 +77,15 @@ def main():
         frames, decode_fps = decode(clip)
         print(f"decode: {decode_fps:.2f} frames/s ({w}x{h} H.264 to RGB)", flush=True)
         for precision in args.precision:
-            model, ckpt = load_model(args.checkpoint, device, precision)
-            scale = checkpoint_scale(ckpt)
-            upscale_frames(model, frames[:batch], scale, tile)  # warm-up: oneDNN's primitives, cuDNN's kernels
+            network, ckpt = checkpoints.load_model(args.checkpoint)
+            upscaler = Upscaler(prepare(network, device, precision), checkpoints.scale_of(ckpt))  # as super_resolve.py
+            scale, batch = upscaler.scale, upscaler.batch
+            upscaler.frames(frames[:batch])  # warm-up: oneDNN's primitives, cuDNN's kernels
             timed = frames[1:1 + (args.network_frames or (4 * batch if args.cuda else 6))]
             sync(device)
             start = time.perf_counter()
             for i in range(0, len(timed), batch):
-                upscale_frames(model, timed[i:i + batch], scale, tile)
+                upscaler.frames(timed[i:i + batch])
             sync(device)
             network_fps = len(timed) / (time.perf_counter() - start)
             print(f"{precision} network: {network_fps:.2f} frames/s ({w}x{h} -> {w * scale}x{h * scale}, bicubic "
@@ -94,14 +93,13 @@ def main():
             if precision == args.precision[0]:
                 big = [bicubic_upscale(f, scale) for f in frames]
                 for preset in args.presets:
-                    fps, cpu = encode(big, os.path.join(tmp, "enc.mp4"), Encoding(preset=preset))
+                    fps, cpu = encode(big, os.path.join(tmp, "enc.mp4"), Encoding("libx264", preset=preset))
                     print(f"encode: {fps:.2f} frames/s, {cpu:.3f} CPU-s a frame ({w * scale}x{h * scale} RGB to 4:2:0 "
-                          f"{VIDEO_CODEC} --preset {preset}, crf {CRF})", flush=True)
+                          f"libx264 --preset {preset}, crf {CRF})", flush=True)
                 del big
             start = time.perf_counter()
-            n, _ = upscale_video(clip, os.path.join(tmp, f"out-{precision}.mp4"),
-                                 lambda lr: upscale_frames(model, lr, scale, tile), scale,
-                                 Encoding(preset=args.presets[0]), batch=batch)
+            n, _ = upscale_video(clip, os.path.join(tmp, f"out-{precision}.mp4"), upscaler,
+                                 Encoding(preset=args.presets[0]))
             wall = time.perf_counter() - start
             print(f"{precision} whole job (--preset {args.presets[0]}): {n / wall:.2f} frames/s, "
                   f"{100 * n / wall / network_fps:.0f}% of the network's rate ({n} frames in {wall:.1f} s)", flush=True)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 import numpy as np
@@ -105,28 +106,50 @@ def tiny_run(image_folder, tmp_path):
 
     def run(*argv, out="run"):
         full = list(argv)
-        if argv[0] == "train":
-            full += ["--train-data", image_folder, "--test-data", image_folder,
-                     "--out-dir", str(tmp_path / out), "--batch-size", "8"]
+        if argv[0] == "train":  # these first, so that the test's own flags win
+            full[1:1] = ["--train-data", image_folder, "--test-data", image_folder,
+                         "--out-dir", str(tmp_path / out), "--batch-size", "8"]
         main.main(full)
         return tmp_path / out
     return run
 
 
 @pytest.fixture(scope="session")
-def identity_checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory):
     """A checkpoint, written as training writes them, of an untrained model that returns its (bicubic)
     input: outputs are then predictable, so the tests can check pixel values."""
-    import main
-    import training
+    from dataclasses import asdict
+
+    import checkpoints
     from info import Info
     from model import SRCNN
-    from utils import save_checkpoint
+    from training import Recipe, identity_init, make_optimizer
     model = SRCNN()
-    training.identity_init(model)
-    args = main.build_parser().parse_args(["train"])
+    identity_init(model)
     path = tmp_path_factory.mktemp("ckpt") / "identity.pth"
     progress = {"epoch": 1, "batch": 0, "loss_sum": 0.0, "psnr": 30.0, "best_psnr": 30.0, "history": []}
-    save_checkpoint(training.checkpoint_state(model, training.make_optimizer(model, args), args, Info(), progress, 1),
-                    path)
+    checkpoints.save(checkpoints.state(model, make_optimizer(model), asdict(Recipe()), Info(), progress, 1), path)
     return str(path)
+
+
+def upscale_cli(checkpoint, *argv):
+    """`python super_resolve.py --checkpoint CHECKPOINT ARGV...`, in-process (:func:`cli`); it never ends in a
+    traceback."""
+    r = cli("super_resolve.py", "--checkpoint", checkpoint, *argv)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def train_cmd(image_folder, out, epochs, *extra):
+    """The command line of a real `main.py train` process on the tiny images, batch 4."""
+    return [sys.executable, "main.py", "train", "--train-data", image_folder, "--test-data", image_folder,
+            "--batch-size=4", f"--num-epoch={epochs}", "--out-dir", str(out), *extra]
+
+
+def wait_for(path, proc, timeout=300):
+    """Wait until ``path`` exists, failing if the process ``proc`` ends first or ``timeout`` seconds pass."""
+    end = time.time() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < end, f"{path} never appeared"
+        time.sleep(0.05)

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoints
 import main
-import training
 from conftest import ROOT, cli
-from utils import RGB_TO_YCBCR, load_checkpoint, rgb_to_y, rgb_to_ycbcr, save_checkpoint
 
 
 def weights(path):
-    return load_checkpoint(path)["state_dict"]
+    return checkpoints.load(path)["state_dict"]
 
 
 def test_train_writes_periodic_best_and_last_checkpoints(tiny_run):
@@ -23,12 +22,12 @@ def test_train_writes_periodic_best_and_last_checkpoints(tiny_run):
     assert {"checkpoint.2", "checkpoint.4", "checkpoint.best", "checkpoint.last", "config.json"} <= set(names)
     assert not any(n.startswith("checkpoint.1") or n.startswith("checkpoint.3") for n in names)
     assert any(n.startswith("events.out.tfevents") for n in names)  # TensorBoard log
-    ckpt = load_checkpoint(out / "checkpoint.4")
+    ckpt = checkpoints.load(out / "checkpoint.4")
     assert ckpt["epoch"] == 4 and ckpt["batch"] == 0
     assert [h["epoch"] for h in ckpt["history"]] == [1, 2, 3, 4]
     assert ckpt["psnr"] == ckpt["history"][-1]["y_psnr"]
     assert ckpt["best_psnr"] == max(h["y_psnr"] for h in ckpt["history"])
-    assert load_checkpoint(out / "checkpoint.best")["psnr"] == ckpt["best_psnr"]
+    assert checkpoints.load(out / "checkpoint.best")["psnr"] == ckpt["best_psnr"]
     assert set(ckpt["optimizer"]) == {"state", "param_groups"}
     assert ckpt["args"]["lr"] == 0.001 and ckpt["args"]["save_freq"] == 2
 
@@ -62,7 +61,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_run):
     half = tiny_run("train", "--num-epoch=2", "--lr=0.003", "--augment", "--warmup-epochs=1", out="b")
     # the saved hyperparameters come back; --num-epoch given on the command line overrides the saved 2
     main.main(["resume", str(half / "checkpoint.last"), "--num-epoch=4"])
-    a, b = load_checkpoint(straight / "checkpoint.last"), load_checkpoint(half / "checkpoint.last")
+    a, b = checkpoints.load(straight / "checkpoint.last"), checkpoints.load(half / "checkpoint.last")
     assert b["epoch"] == 4 and b["args"]["lr"] == 0.003 and b["args"]["augment"] is True
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k  # bitwise identical
@@ -72,7 +71,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_run):
 def test_resume_flags_override_saved_ones(tiny_run):
     run = tiny_run("train", "--num-epoch=1", "--lr=0.002")
     main.main(["resume", str(run / "checkpoint.last"), "--num-epoch=2", "--lr=0.0005", "--batch-size=4"])
-    args = load_checkpoint(run / "checkpoint.last")["args"]
+    args = checkpoints.load(run / "checkpoint.last")["args"]
     assert (args["lr"], args["batch_size"], args["num_epoch"], args["seed"]) == (0.0005, 4, 2, 0)
 
 
@@ -88,7 +87,7 @@ def test_inspect_reports_what_the_checkpoint_holds(tiny_run, capsys):
     capsys.readouterr()
     main.main(["inspect", str(run / "checkpoint.3")])
     text = capsys.readouterr().out
-    ckpt = load_checkpoint(run / "checkpoint.3")
+    ckpt = checkpoints.load(run / "checkpoint.3")
     assert "epoch:      3\n" in text
     assert f"test PSNR:  {ckpt['psnr']:.3f} dB" in text
     assert "  lr                 0.002\n" in text and "  batch_size         8\n" in text
@@ -104,7 +103,7 @@ def test_evaluate_prints_srcnn_beside_bicubic_whole_image_and_self_ensemble(tiny
     assert "bicubic Y-PSNR" in lines[1] and "SRCNN Y-PSNR" in lines[1] and "SRCNN+ Y-PSNR" in lines[1]
     assert [l.split()[0] for l in lines[2:6]] == ["img0", "img1", "img2", "mean"]
     single = [float(v) for v in lines[5].split("|")[2].split()]
-    last = load_checkpoint(run / "checkpoint.last")["history"][-1]
+    last = checkpoints.load(run / "checkpoint.last")["history"][-1]
     assert single[0] == pytest.approx(last["y_psnr"], abs=1e-3)  # border-shaved, as training scored it
     assert single[1] == pytest.approx(last["y_psnr_whole"], abs=1e-3)
     assert lines[6].startswith("network time on cpu: single pass") and "self-ensemble" in lines[6]
@@ -115,7 +114,7 @@ def test_the_scale_travels_from_training_to_resume_inspect_evaluate_and_super_re
         scale, tiny_run, image_folder, tmp_path, capsys):
     run = tiny_run("train", "--num-epoch=1", f"--scale={scale}")
     main.main(["resume", str(run / "checkpoint.last"), "--num-epoch=2"])
-    ckpt = load_checkpoint(run / "checkpoint.last")
+    ckpt = checkpoints.load(run / "checkpoint.last")
     assert ckpt["args"]["scale"] == scale and ckpt["epoch"] == 2
     capsys.readouterr()
     main.main(["inspect", str(run / "checkpoint.last")])
@@ -133,9 +132,9 @@ def test_the_scale_travels_from_training_to_resume_inspect_evaluate_and_super_re
 
 def test_checkpoints_without_a_recorded_scale_load_as_x3(tiny_run, tmp_path, capsys):
     run = tiny_run("train", "--num-epoch=1")
-    ckpt = load_checkpoint(run / "checkpoint.last")
+    ckpt = checkpoints.load(run / "checkpoint.last")
     del ckpt["args"]["scale"]
-    save_checkpoint(ckpt, tmp_path / "old.pth")
+    checkpoints.save(ckpt, tmp_path / "old.pth")
     capsys.readouterr()
     main.main(["inspect", str(tmp_path / "old.pth")])
     assert "scale:      x3\n" in capsys.readouterr().out
@@ -167,39 +166,10 @@ def test_default_data_is_built_from_data_folders_on_first_use(image_folder, tmp_
     monkeypatch.chdir(work)
     main.main(["train", "--num-epoch=1", "--batch-size=8", "--out-dir=run"])
     assert (work / "data" / "T91_x3_train.h5").exists() and (work / "data" / "Set5_x3_test.h5").exists()
-    assert load_checkpoint(work / "run" / "checkpoint.last")["epoch"] == 1
+    assert checkpoints.load(work / "run" / "checkpoint.last")["epoch"] == 1
     shutil.rmtree(work / "data" / "T91")  # the built file is used from now on
     main.main(["resume", "run/checkpoint.last", "--num-epoch=2"])
-    assert load_checkpoint(work / "run" / "checkpoint.last")["epoch"] == 2
-
-
-def _loss_args(**kw):
-    return main.build_parser().parse_args(["train", *[f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]])
-
-
-def test_rgb_loss_is_the_mean_squared_error_and_the_border_is_left_out():
-    torch.manual_seed(0)
-    out, target = torch.rand(2, 3, 11, 11), torch.rand(2, 3, 11, 11)
-    assert torch.allclose(training.patch_loss(out, target, _loss_args()), ((out - target) ** 2).mean())
-    edge_only = target.clone()
-    edge_only[..., 0, :] += 0.5  # an error on the outermost row only
-    assert training.patch_loss(edge_only, target, _loss_args(loss_border=1)) == 0
-    assert training.patch_loss(edge_only, target, _loss_args(loss_border=0)) > 0
-
-
-def test_ycbcr_loss_scores_luma_like_the_test_metric_and_weights_chroma():
-    rng = np.random.default_rng(1)
-    out, target = rng.random((1, 3, 5, 7)), rng.random((1, 3, 5, 7))
-    t_out, t_target = torch.from_numpy(out), torch.from_numpy(target)
-    nhwc = lambda a: a.transpose(0, 2, 3, 1) * 255  # noqa: E731
-    y_mse = ((rgb_to_y(nhwc(out)) - rgb_to_y(nhwc(target))) ** 2).mean() / 255 ** 2
-    chroma = ((rgb_to_ycbcr(nhwc(out)) - rgb_to_ycbcr(nhwc(target)))[..., 1:] ** 2).sum(-1).mean() / 255 ** 2
-    for w in (0.0, 0.1, 1.0):
-        got = training.patch_loss(t_out, t_target, _loss_args(loss="ycbcr", chroma_weight=w)).item()
-        assert got == pytest.approx(y_mse + w * chroma, rel=1e-9)
-    # a pure chroma change (equal luma) costs nothing when chroma has no weight
-    shift = torch.from_numpy(np.linalg.inv(RGB_TO_YCBCR)[:, 1]).view(1, 3, 1, 1) * 0.01
-    assert training.patch_loss(t_target + shift, t_target, _loss_args(loss="ycbcr", chroma_weight=0)) < 1e-12
+    assert checkpoints.load(work / "run" / "checkpoint.last")["epoch"] == 2
 
 
 def test_loss_border_too_wide_for_the_patches_is_refused(tiny_run):
@@ -210,39 +180,13 @@ def test_loss_border_too_wide_for_the_patches_is_refused(tiny_run):
 
 def test_a_checkpoint_older_than_a_flag_resumes_with_its_default(tiny_run, tmp_path):
     run = tiny_run("train", "--num-epoch=1")
-    ckpt = load_checkpoint(run / "checkpoint.last")
+    ckpt = checkpoints.load(run / "checkpoint.last")
     for k in ("loss", "chroma_weight", "loss_border"):  # as written before these flags existed
         del ckpt["args"][k]
-    save_checkpoint(ckpt, run / "old")
+    checkpoints.save(ckpt, run / "old")
     main.main(["resume", str(run / "old"), "--num-epoch=2"])
-    resumed = load_checkpoint(run / "checkpoint.last")
+    resumed = checkpoints.load(run / "checkpoint.last")
     assert resumed["epoch"] == 2 and resumed["args"]["loss"] == "rgb" and resumed["args"]["loss_border"] == 0
-
-
-def test_inspect_plot_draws_the_history_of_any_test_set(tiny_run, tmp_path, capsys):
-    run = tiny_run("train", "--num-epoch=3")
-    main.main(["inspect", str(run / "checkpoint.last"), "--plot", str(tmp_path / "psnr.png")])
-    assert capsys.readouterr().out.endswith(f"wrote {tmp_path / 'psnr.png'}\n")
-    from PIL import Image
-    assert Image.open(tmp_path / "psnr.png").size[0] > 300
-
-
-@pytest.mark.parametrize("epochs", [1, 2, 40])
-def test_the_psnr_plot_shows_every_run_length_with_the_legend_clear_of_the_curves(epochs):
-    from evaluation import SET5_REFERENCE, history_figure
-    history = [{"epoch": e, "y_psnr": 25 + 7 * e / epochs, "y_psnr_whole": 24.9 + 7 * e / epochs}
-               for e in range(1, epochs + 1)]
-    fig = history_figure(history, 3, None)
-    ax = fig.axes[0]
-    lo, hi = ax.get_xlim()
-    assert lo < 1 and hi > epochs and hi - lo <= epochs + 1  # every epoch inside, no empty decimal axis
-    assert all(t == int(t) for t in ax.get_xticks() if lo <= t <= hi)
-    ymin, ymax = ax.get_ylim()
-    assert all(ymin < v < ymax for v, _ in SET5_REFERENCE[3]) and ymin < 25 + 7 / epochs
-    assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines()[:2]) or epochs > 30
-    fig.canvas.draw()
-    legend = ax.get_legend().get_window_extent()
-    assert legend.x0 >= ax.get_window_extent().x1  # beside the axes, so it covers no curve
 
 
 def test_help_shows_every_default_zero_included():

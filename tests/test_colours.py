@@ -1,21 +1,17 @@
 """True colours: every shipped model gives flat colours back unchanged and beats bicubic in RGB on graphics and
-on every Set5 (and, where present, Set14) image; the flat-colour loss that taught them is exact."""
+on every Set5 (and, where present, Set14) image. The flat-colour loss that taught them: tests/test_training.py."""
 import os
 
 import numpy as np
 import pytest
-import torch
 
 import datasets
-import training
 from conftest import ROOT, real_data
 from evaluation import FLAT_COLOURS, card_scores, colour_card, edge_mask, flat_colour_error
-from inference import apply_network, checkpoint_scale, load_model
-from model import SRCNN
-from utils import image_metrics
+from inference import Upscaler, apply_network
+from metrics import image_metrics
 
 SHIPPED = {2: "checkpoints/srcnn_x2.pth", 3: "checkpoint.pth", 4: "checkpoints/srcnn_x4.pth"}
-CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED), ids=lambda s: f"x{s}")
@@ -23,37 +19,9 @@ def shipped(request):
     path = os.path.join(ROOT, SHIPPED[request.param])
     if not os.path.exists(path):
         pytest.skip(f"{SHIPPED[request.param]} is not in this checkout")
-    model, ckpt = load_model(path, CPU)
-    assert checkpoint_scale(ckpt) == request.param
-    return model, request.param
-
-
-def test_flat_response_is_the_network_on_a_flat_image():
-    """The flat-colour loss's shortcut (kernels summed over space) equals running the network on flat
-    images through the inference engine, edges included."""
-    torch.manual_seed(0)
-    model = SRCNN().eval()
-    colours = torch.tensor(FLAT_COLOURS[:10], dtype=torch.float32) / 255
-    with torch.no_grad():
-        fast = training.flat_response(model, colours)
-    for c, f in zip(colours, fast):
-        flat = np.full((9, 11, 3), np.round(c.numpy() * 255), np.uint8)
-        out = apply_network(model, flat).astype(float) / 255  # quantised, so compare within half a level
-        assert np.abs(out - f.clamp(0, 1).numpy()).max() <= 0.5 / 255 + 1e-6
-
-
-def test_the_flat_colour_loss_teaches_a_network_its_colours():
-    torch.manual_seed(1)
-    model = SRCNN()
-    colours = training.flat_colours()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    before = training.flat_loss(model, colours).item()
-    for _ in range(200):
-        opt.zero_grad()
-        loss = training.flat_loss(model, colours)
-        loss.backward()
-        opt.step()
-    assert loss.item() < before / 100
+    upscaler = Upscaler.from_checkpoint(path)
+    assert upscaler.scale == request.param
+    return upscaler.model, request.param
 
 
 def test_every_flat_colour_comes_back_unchanged(shipped):

@@ -8,7 +8,7 @@ import torch
 from conftest import ROOT, cli
 from model import SRCNN
 from inference import apply_network_float, prepare, upscale, upscale_frames
-from utils import load_checkpoint
+import checkpoints
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
@@ -46,12 +46,12 @@ def test_video_frames_batched_on_the_gpu_match_the_cpu_one_at_a_time():
 @pytest.mark.parametrize("amp", [False, True])
 def test_train_on_gpu_then_resume_and_evaluate_on_cpu(tiny_run, tmp_path, amp):
     out = tiny_run("train", "--cuda", "--lr=0.001", "--num-epoch=2", *(["--amp"] if amp else []))
-    ckpt = load_checkpoint(out / "checkpoint.last")
+    ckpt = checkpoints.load(out / "checkpoint.last")
     assert ckpt["epoch"] == 2 and ckpt["args"]["cuda"] and all(t.device.type == "cpu" for t in
                                                                ckpt["state_dict"].values())
     import main
     main.main(["resume", str(out / "checkpoint.last"), "--num-epoch=3", "--no-cuda"])
-    again = load_checkpoint(out / "checkpoint.last")
+    again = checkpoints.load(out / "checkpoint.last")
     assert again["epoch"] == 3 and np.isfinite(again["psnr"])
 
 

@@ -1,3 +1,5 @@
+"""Data: patches cut as the classic recipe cuts them (21,884 from T91), pairs degraded with Pillow's bicubic,
+HDF5 files that round-trip, and broken or too-small data refused in words."""
 import h5py
 import numpy as np
 import pytest
@@ -7,7 +9,8 @@ from conftest import real_data
 import datasets
 from datasets import (TrainDataset, build_train_arrays, extract_patches, make_pair, write_test_h5,
                       write_train_h5)
-from utils import UserError, image_metrics, mean_metrics
+from metrics import image_metrics, mean_metrics
+from utils import UserError
 
 
 def test_patches_follow_size_and_stride():
@@ -57,8 +60,8 @@ def test_down_scaled_copies_and_stride_add_patches(image_folder, tmp_path):
     n = write_train_h5(image_folder, tmp_path / "t.h5", stride=7, scales=(1.0, 0.8))
     with h5py.File(tmp_path / "t.h5") as f:
         assert n == len(f["lr"]) and f.attrs["stride"] == 7 and list(f.attrs["scales"]) == [1.0, 0.8]
-    assert datasets.main([image_folder, str(tmp_path / "u.h5"), "--kind", "train", "--scales", "1,0.8"]) is None
-    assert len(TrainDataset(str(tmp_path / "u.h5"))) == len(lr)
+    datasets.main([image_folder, str(tmp_path / "u.h5"), "--kind", "train", "--scales", "1,0.8"])
+    assert len(TrainDataset(str(tmp_path / "u.h5"))) == len(lr)  # the command line builds the same patches
     for bad in (["--scales", "1.5"], ["--scales", "0"], ["--scales", "1,1"], ["--scales", "a"], ["--stride", "0"]):
         with pytest.raises(SystemExit):
             datasets.main([image_folder, str(tmp_path / "v.h5"), "--kind", "train", *bad])
@@ -92,7 +95,8 @@ def test_t91_gives_the_classic_21884_patches():
 
 
 def test_set5_bicubic_baseline_matches_the_published_pipeline():
-    """SPEC.md's independently measured bicubic figures on this pipeline: mean Y-PSNR 30.40 dB."""
+    """Bicubic on this pipeline, as measured independently of this code (Pillow's bicubic, BT.601 Y, border 3):
+    mean Y-PSNR 30.40 dB, SSIM 0.8689 and RGB-PSNR 28.62 on Set5 x3 (the paper's MATLAB bicubic: 30.39)."""
     test_set = datasets.TestDataset(real_data("Set5"))
     rows = {name: image_metrics(lr, hr) for name, lr, hr in test_set}
     assert rows["baby"]["y_psnr"] == pytest.approx(33.925, abs=5e-4)

@@ -13,27 +13,14 @@ import torch
 from PIL import Image
 
 import main
-from conftest import ROOT, cli, one_thread_env
-from utils import load_checkpoint
+from conftest import ROOT, cli, one_thread_env, train_cmd, wait_for
+import checkpoints
 
 
 def assert_clean_failure(r, needle):
     assert r.returncode != 0, r.stdout
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert needle in r.stderr, r.stderr
-
-
-def train_cmd(image_folder, out, epochs, *extra):
-    return [sys.executable, "main.py", "train", "--train-data", image_folder, "--test-data", image_folder,
-            "--batch-size=4", f"--num-epoch={epochs}", "--out-dir", str(out), *extra]
-
-
-def wait_for(path, proc, timeout=300):
-    end = time.time() + timeout
-    while not os.path.exists(path):
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < end, f"{path} never appeared"
-        time.sleep(0.05)
 
 
 def test_ctrl_c_saves_says_how_to_resume_and_resuming_matches_an_uninterrupted_run(image_folder, tmp_path):
@@ -46,43 +33,66 @@ def test_ctrl_c_saves_says_how_to_resume_and_resuming_matches_an_uninterrupted_r
     assert proc.returncode == 130, err
     path = tmp_path / "a" / "checkpoint.interrupted"
     assert f"python main.py resume {path}" in err
-    assert 1 <= load_checkpoint(path)["epoch"] < 40
+    assert 1 <= checkpoints.load(path)["epoch"] < 40
     r = subprocess.run([sys.executable, "main.py", "resume", path], cwd=ROOT, env=one_thread_env(),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     straight = subprocess.run(train_cmd(image_folder, tmp_path / "b", 40, *recipe), cwd=ROOT, env=one_thread_env(),
                               capture_output=True, text=True)
     assert straight.returncode == 0, straight.stderr
-    a = load_checkpoint(tmp_path / "a" / "checkpoint.last")
-    b = load_checkpoint(tmp_path / "b" / "checkpoint.last")
+    a = checkpoints.load(tmp_path / "a" / "checkpoint.last")
+    b = checkpoints.load(tmp_path / "b" / "checkpoint.last")
     assert a["epoch"] == b["epoch"] == 40
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
 
 
-def test_sigkill_while_saving_leaves_only_whole_checkpoints_and_the_run_resumes(image_folder, tmp_path):
-    proc = subprocess.Popen(train_cmd(image_folder, tmp_path, 400, "--save-freq=1"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(tmp_path / "checkpoint.8", proc)
-    proc.kill()
-    proc.wait()
-    names = [n for n in os.listdir(tmp_path) if n.startswith("checkpoint.")]
-    assert len(names) >= 9
+KILLED_IN_ITS_FIFTH_SAVE = """
+import os, signal, sys
+import torch
+sys.path.insert(0, {root!r})
+import main
+saves, save = [], torch.save
+
+def dying(obj, path, *args, **kwargs):  # the fifth checkpoint is half written when the process is killed
+    saves.append(path)
+    if len(saves) < 5:
+        return save(obj, path, *args, **kwargs)
+    with open(path, "wb") as f:
+        f.write(b"PK\\x03\\x04" + bytes(2000))
+        f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.save = dying
+main.main({argv!r})
+"""
+
+
+def test_a_run_killed_inside_a_checkpoint_write_leaves_only_whole_checkpoints_and_resumes(image_folder, tmp_path):
+    """Every time, the kill lands inside the fifth write (epoch 2's): the files under checkpoint names all load,
+    and the run continues from checkpoint.last."""
+    argv = train_cmd(image_folder, tmp_path, 40, "--save-freq=1")[2:]
+    r = subprocess.run([sys.executable, "-c", KILLED_IN_ITS_FIFTH_SAVE.format(root=ROOT, argv=argv)], cwd=ROOT,
+                       capture_output=True, text=True, env=one_thread_env(), timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    names = sorted(n for n in os.listdir(tmp_path) if n.startswith("checkpoint."))
+    assert names[:3] == ["checkpoint.1", "checkpoint.best", "checkpoint.last"], names
     for n in names:  # every file under a final name is complete
-        load_checkpoint(tmp_path / n)
-    last = load_checkpoint(tmp_path / "checkpoint.last")["epoch"]
+        checkpoints.load(tmp_path / n)
+    assert any(n.startswith(".checkpoint.") and n.endswith(".tmp") for n in os.listdir(tmp_path))  # the half one
+    last = checkpoints.load(tmp_path / "checkpoint.last")["epoch"]
     r = cli("main.py", "resume", tmp_path / "checkpoint.last", f"--num-epoch={last + 2}")
     assert r.returncode == 0, r.stderr
-    assert load_checkpoint(tmp_path / "checkpoint.last")["epoch"] == last + 2
+    assert checkpoints.load(tmp_path / "checkpoint.last")["epoch"] == last + 2
 
 
 def test_a_diverging_run_stops_clearly_and_keeps_the_last_good_checkpoint(tiny_run, capsys):
     run = tiny_run("train", "--num-epoch=1")
-    good = load_checkpoint(run / "checkpoint.last")
+    good = checkpoints.load(run / "checkpoint.last")
     with pytest.raises(SystemExit) as e:
         main.main(["resume", str(run / "checkpoint.last"), "--num-epoch=5", "--lr=1e9"])
     assert "the loss became" in str(e.value.code) and "checkpoint.last" in str(e.value.code)
-    kept = load_checkpoint(run / "checkpoint.last")
+    kept = checkpoints.load(run / "checkpoint.last")
     assert kept["epoch"] == 1 and torch.equal(kept["state_dict"]["reconstruction.bias"],
                                               good["state_dict"]["reconstruction.bias"])
 

@@ -8,21 +8,10 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageOps, ImageSequence, JpegImagePlugin, PngImagePlugin
 
-from conftest import cli
-from media import read_picture
+from conftest import cli, upscale_cli
+from images import read_picture
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-
-
-@pytest.fixture
-def checkpoint(identity_checkpoint):
-    return identity_checkpoint
-
-
-def upscale(checkpoint, *argv):
-    r = cli("super_resolve.py", "--checkpoint", checkpoint, *argv)
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
 
 
 def photo(h=20, w=24, seed=0):
@@ -39,7 +28,7 @@ def test_jpeg_keeps_icc_profile_camera_exif_and_dpi_with_the_rotation_applied(ch
     src = tmp_path / "cam.jpg"
     Image.fromarray(photo()).save(src, quality=92, icc_profile=SRGB, exif=exif.tobytes(), dpi=(300, 300))
     for out in (tmp_path / "cam_srcnn_x3.png", tmp_path / "big.jpg"):
-        r = upscale(checkpoint, src, "--output", out)
+        r = upscale_cli(checkpoint, src, "--output", out)
         assert r.returncode == 0, r.stderr
         im = Image.open(out)
         assert im.size == (60, 72)  # 20 x 24 shown upright, x3
@@ -69,7 +58,7 @@ def test_16_bit_rgb_png_stays_16_bit_with_its_text_chunks(checkpoint, tmp_path):
     picture = read_picture(str(src))
     assert picture.bits == 16 and picture.frames[0].dtype == np.uint16
     np.testing.assert_array_equal(picture.frames[0], deep)  # all 16 bits read, not Pillow's 8
-    r = upscale(checkpoint, src, "--output-dir", tmp_path / "out")
+    r = upscale_cli(checkpoint, src, "--output-dir", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     width, height, rows, meta = png.Reader(filename=str(tmp_path / "out" / "deep_srcnn_x3.png")).asDirect()
     out = np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, 3)
@@ -85,7 +74,7 @@ def test_16_bit_png_and_tiff_keep_profile_dpi_and_text(checkpoint, tmp_path):
     src = tmp_path / "deep.tiff"
     tifffile.imwrite(src, deep, photometric="rgb", iccprofile=SRGB, resolution=(150, 150), resolutionunit="INCH")
     for fmt in ("png", "tiff"):
-        r = upscale(checkpoint, src, "--output-dir", tmp_path / fmt, "--format", fmt)
+        r = upscale_cli(checkpoint, src, "--output-dir", tmp_path / fmt, "--format", fmt)
         assert r.returncode == 0, r.stderr
         out = next((tmp_path / fmt).iterdir())
         picture = read_picture(str(out))
@@ -102,7 +91,7 @@ def test_png_text_chunks_and_tRNS_colour_key_are_kept(checkpoint, tmp_path):
     info.add_itxt("Comment", "café")
     src = tmp_path / "key.png"
     Image.fromarray(img).save(src, transparency=(10, 20, 30), pnginfo=info, dpi=(72, 72))
-    r = upscale(checkpoint, src, "--output", tmp_path / "out.png")
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "out.png")
     assert r.returncode == 0, r.stderr
     out = Image.open(tmp_path / "out.png")
     assert out.mode == "RGBA" and out.text == {"Title": "a bird", "Comment": "café"}
@@ -115,13 +104,13 @@ def test_palette_transparency_and_grey_alpha_are_kept(checkpoint, tmp_path):
     index = int(np.asarray(pal)[0, 0])
     src = tmp_path / "pal.png"
     pal.save(src, transparency=index)
-    r = upscale(checkpoint, src, "--output", tmp_path / "pal_out.png")
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "pal_out.png")
     assert r.returncode == 0, r.stderr
     out = Image.open(tmp_path / "pal_out.png")
     assert out.mode == "RGBA" and np.asarray(out)[0, 0, 3] < 128 and np.asarray(out)[..., 3].max() == 255
     la = tmp_path / "la.png"
     Image.fromarray(np.stack([photo()[..., 0], np.full((20, 24), 128, np.uint8)], -1)).save(la)
-    r = upscale(checkpoint, la, "--output", tmp_path / "la_out.png")
+    r = upscale_cli(checkpoint, la, "--output", tmp_path / "la_out.png")
     out = Image.open(tmp_path / "la_out.png")
     assert out.mode == "LA" and np.asarray(out)[..., 1].min() == 128
 
@@ -131,7 +120,7 @@ def test_animated_gif_and_webp_keep_every_frame_its_duration_and_the_loop(checkp
     for ext, loop in (("gif", 3), ("webp", 0)):
         src = tmp_path / f"anim_{ext}.{ext}"
         frames[0].save(src, save_all=True, append_images=frames[1:], duration=[100, 200, 300, 400], loop=loop)
-    r = upscale(checkpoint, tmp_path, "--output-dir", tmp_path / "out")  # found in a folder, like named directly
+    r = upscale_cli(checkpoint, tmp_path, "--output-dir", tmp_path / "out")  # found in a folder, like named directly
     assert r.returncode == 0, r.stderr
     for ext, loop in (("gif", 3), ("webp", 0)):
         out = Image.open(tmp_path / "out" / f"anim_{ext}_srcnn_x3.png")
@@ -140,7 +129,7 @@ def test_animated_gif_and_webp_keep_every_frame_its_duration_and_the_loop(checkp
         colours = np.array([c for _, _, c in got], int)  # GIF's palette and lossy WebP move them a little
         assert np.abs(colours - [(60 * i, 100, 200 - 50 * i) for i in range(4)]).max() <= 6
         assert out.info["loop"] == loop
-    r = upscale(checkpoint, tmp_path / "anim_gif.gif", "--output", tmp_path / "still.jpg")
+    r = upscale_cli(checkpoint, tmp_path / "anim_gif.gif", "--output", tmp_path / "still.jpg")
     assert r.returncode == 1 and "animated (4 frames)" in r.stderr and not (tmp_path / "still.jpg").exists()
 
 
@@ -148,7 +137,7 @@ def test_32_bit_and_float_images_are_refused_not_darkened(checkpoint, tmp_path):
     Image.fromarray(np.arange(480, dtype=np.int32).reshape(20, 24) * 2, "I").save(tmp_path / "i32.tif")
     Image.fromarray(np.linspace(0, 1, 480, dtype=np.float32).reshape(20, 24), "F").save(tmp_path / "f.tif")
     for name, words in (("i32.tif", "32-bit integers"), ("f.tif", "floats")):
-        r = upscale(checkpoint, tmp_path / name, "--output-dir", tmp_path / "out")
+        r = upscale_cli(checkpoint, tmp_path / name, "--output-dir", tmp_path / "out")
         assert r.returncode == 1 and words in r.stderr and len(r.stderr.splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -158,14 +147,14 @@ def test_quality_sets_jpeg_and_webp_and_low_quality_subsamples(checkpoint, tmp_p
     Image.fromarray(photo(40, 48)).save(src)
     sizes = {}
     for q in (50, 95):
-        r = upscale(checkpoint, src, "--output", tmp_path / f"q{q}.jpg", "--quality", q)
+        r = upscale_cli(checkpoint, src, "--output", tmp_path / f"q{q}.jpg", "--quality", q)
         assert r.returncode == 0, r.stderr
         sizes[q] = (tmp_path / f"q{q}.jpg").stat().st_size
     assert sizes[50] < sizes[95]
     assert JpegImagePlugin.get_sampling(Image.open(tmp_path / "q50.jpg")) == 2  # 4:2:0 below quality 90
-    r = upscale(checkpoint, src, "--output-dir", tmp_path / "w", "--format", "webp", "--quality", 100)
+    r = upscale_cli(checkpoint, src, "--output-dir", tmp_path / "w", "--format", "webp", "--quality", 100)
     assert r.returncode == 0 and Image.open(tmp_path / "w" / "p_srcnn_x3.webp").format == "WEBP"
-    r = upscale(checkpoint, src, "--output", tmp_path / "x.jpg", "--quality", 101)
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "x.jpg", "--quality", 101)
     assert r.returncode == 2 and "quality" in r.stderr
 
 
@@ -174,11 +163,11 @@ def test_16_bit_colour_written_to_8_bit_formats_keeps_its_colours_and_alpha(chec
     alpha = np.tile(np.linspace(0, 65535, 24).astype(np.uint16), (20, 1))
     src = tmp_path / "deep.png"
     png.from_array(np.dstack([deep, alpha]).reshape(20, -1), "RGBA;16").save(src)
-    assert upscale(checkpoint, src, "--output", tmp_path / "ref.png").returncode == 0
+    assert upscale_cli(checkpoint, src, "--output", tmp_path / "ref.png").returncode == 0
     ref = read_picture(str(tmp_path / "ref.png"))  # the 16-bit output
     want_rgb, want_alpha = ((a.astype(np.uint32) * 255 + 32767) // 65535 for a in (ref.frames[0], ref.alphas[0]))
     for name, has_alpha, tolerance in [("o.webp", True, 0), ("o.bmp", False, 0), ("o.jpg", False, 8)]:
-        r = upscale(checkpoint, src, "--output", tmp_path / name, "--quality", "100")
+        r = upscale_cli(checkpoint, src, "--output", tmp_path / name, "--quality", "100")
         assert r.returncode == 0, r.stderr
         im = Image.open(tmp_path / name)
         assert im.mode == ("RGBA" if has_alpha else "RGB"), name
@@ -199,7 +188,7 @@ def test_tiff_inputs_give_only_their_real_exif_and_dpi_and_write_back_as_tiff(ch
     Image.fromarray(img).save(tagged, dpi=(300, 300), exif=exif.tobytes())
     for src in (plain, unitless, tagged):
         for out in (tmp_path / f"{src.stem}-o.tiff", tmp_path / f"{src.stem}-o.jpg"):
-            r = upscale(checkpoint, src, "--output", out)
+            r = upscale_cli(checkpoint, src, "--output", out)
             assert r.returncode == 0, r.stderr
             im = Image.open(out)
             assert im.size == (72, 60) and im.mode == "RGB"
@@ -219,13 +208,13 @@ def test_a_cmyk_picture_comes_out_rgb_with_an_rgb_profile_not_its_cmyk_one(check
     src = tmp_path / "print.jpg"
     Image.fromarray(photo()).convert("CMYK").save(src, quality=95, icc_profile=bytes(cmyk_profile))
     for out in (tmp_path / "o.png", tmp_path / "o.jpg"):
-        r = upscale(checkpoint, src, "--output", out)
+        r = upscale_cli(checkpoint, src, "--output", out)
         assert r.returncode == 0, r.stderr
         im = Image.open(out)
         assert im.mode == "RGB" and im.info["icc_profile"][16:20] == b"RGB "
     plain = tmp_path / "plain.jpg"  # no profile: Pillow's conversion, and no profile made up
     Image.fromarray(photo()).convert("CMYK").save(plain, quality=95)
-    assert upscale(checkpoint, plain, "--output", tmp_path / "p.png").returncode == 0
+    assert upscale_cli(checkpoint, plain, "--output", tmp_path / "p.png").returncode == 0
     assert "icc_profile" not in Image.open(tmp_path / "p.png").info
 
 
@@ -238,7 +227,7 @@ def test_a_transparent_animated_gif_leaves_no_trails(checkpoint, tmp_path):
     src = tmp_path / "moving.gif"
     frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
     want = [np.asarray(f.convert("RGBA"))[..., 3] > 0 for f in ImageSequence.Iterator(Image.open(src))]
-    assert upscale(checkpoint, src, "--output", tmp_path / "o.gif").returncode == 0
+    assert upscale_cli(checkpoint, src, "--output", tmp_path / "o.gif").returncode == 0
     got = [np.asarray(f.convert("RGBA"))[..., 3] > 0 for f in ImageSequence.Iterator(Image.open(tmp_path / "o.gif"))]
     assert len(got) == 3
     for w, g in zip(want, got):  # the same share of each frame is opaque as in the input (x3 each way)

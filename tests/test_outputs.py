@@ -12,16 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, cli
-
-
-@pytest.fixture
-def checkpoint(identity_checkpoint):
-    return identity_checkpoint
-
-
-def upscale(checkpoint, *argv):
-    return cli("super_resolve.py", "--checkpoint", checkpoint, *argv)
+from conftest import ROOT, cli, upscale_cli
 
 
 def image(path, value=100, size=(8, 10)):
@@ -36,7 +27,7 @@ def digest(path):
 
 def test_two_inputs_of_one_output_are_refused_before_anything_is_written(checkpoint, tmp_path):
     a, b, c = image(tmp_path / "c1" / "x.png"), image(tmp_path / "c2" / "x.tiff"), image(tmp_path / "c0" / "a.png")
-    r = upscale(checkpoint, c, a, b, "--output-dir", tmp_path / "out")
+    r = upscale_cli(checkpoint, c, a, b, "--output-dir", tmp_path / "out")
     assert r.returncode == 1 and str(a) in r.stderr and str(b) in r.stderr and "both" in r.stderr
     assert not (tmp_path / "out").exists()  # not even the first, unclashing input was written
 
@@ -45,7 +36,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_is_intact(checkpoin
     src = image(tmp_path / "self.png")
     before = digest(src)
     for extra in ([], ["--overwrite"]):
-        r = upscale(checkpoint, src, "--output", src, *extra)
+        r = upscale_cli(checkpoint, src, "--output", src, *extra)
         assert r.returncode == 1 and "would replace the input" in r.stderr
     assert digest(src) == before
 
@@ -64,7 +55,7 @@ def test_a_stop_that_breaks_something_on_its_way_out_still_reads_as_a_stop(check
     for i in range(3):
         image(tmp_path / "in" / f"img{i}.png", value=40 * i)
     monkeypatch.setattr(super_resolve, "super_resolve", stopped_in_a_lock)
-    r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
+    r = upscale_cli(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
     assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("interrupted:") and "Traceback" not in r.stderr
     assert _outputs(tmp_path) == []
@@ -73,18 +64,18 @@ def test_a_stop_that_breaks_something_on_its_way_out_still_reads_as_a_stop(check
 def test_existing_outputs_are_refused_skipped_or_replaced_only_as_asked(checkpoint, tmp_path):
     src = image(tmp_path / "a.png")
     out = tmp_path / "a_srcnn_x3.png"
-    assert upscale(checkpoint, src).returncode == 0
+    assert upscale_cli(checkpoint, src).returncode == 0
     first = digest(out)
     image(src, value=200)
-    r = upscale(checkpoint, src)
+    r = upscale_cli(checkpoint, src)
     assert r.returncode == 1 and "exists already" in r.stderr and "--skip-existing" in r.stderr
-    r = upscale(checkpoint, src, "--skip-existing")
+    r = upscale_cli(checkpoint, src, "--skip-existing")
     assert r.returncode == 0 and "skipped" in r.stderr and digest(out) == first
-    r = upscale(checkpoint, src, "--overwrite")
+    r = upscale_cli(checkpoint, src, "--overwrite")
     assert r.returncode == 0 and digest(out) != first
     out.chmod(0o444)
     kept = digest(out)
-    r = upscale(checkpoint, src, "--overwrite")
+    r = upscale_cli(checkpoint, src, "--overwrite")
     assert r.returncode == 1 and "read-only" in r.stderr
     assert digest(out) == kept and (out.stat().st_mode & 0o777) == 0o444
 
@@ -95,7 +86,7 @@ def test_folder_scan_reports_every_file_it_skips_and_takes_a_users_own_srcnn_nam
     image(folder / "photo_srcnn_x3.png")  # an earlier output, beside its input
     image(folder / "holiday_srcnn_x2.png")  # the user's own file: no holiday.* beside it
     (folder / "notes.txt").write_text("hello")
-    r = upscale(checkpoint, folder, "--output-dir", tmp_path / "out")
+    r = upscale_cli(checkpoint, folder, "--output-dir", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["holiday_srcnn_x2_srcnn_x3.png", "photo_srcnn_x3.png"]
     skipped = [line for line in r.stderr.splitlines() if line.startswith("skipped")]
@@ -105,13 +96,13 @@ def test_folder_scan_reports_every_file_it_skips_and_takes_a_users_own_srcnn_nam
 def test_recursive_keeps_the_folder_structure(checkpoint, tmp_path):
     for rel in ("a.png", "sub/b.png", "sub/deeper/c.jpg"):
         image(tmp_path / "in" / rel)
-    r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
+    r = upscale_cli(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out")
     assert r.returncode == 0 and sorted(os.listdir(tmp_path / "out")) == ["a_srcnn_x3.png"]
     assert f"skipped {tmp_path / 'in' / 'sub'}: a folder (--recursive takes sub-folders too)" in r.stderr
     (tmp_path / "in" / "a.png").unlink()
-    r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out4")
+    r = upscale_cli(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out4")
     assert r.returncode == 1 and "(it has sub-folders: --recursive takes them)" in r.stderr
-    r = upscale(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out2", "--recursive")
+    r = upscale_cli(checkpoint, tmp_path / "in", "--output-dir", tmp_path / "out2", "--recursive")
     assert r.returncode == 0, r.stderr
     found = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out2") for d, _, fs in os.walk(tmp_path / "out2")
                    for f in fs)
@@ -119,7 +110,7 @@ def test_recursive_keeps_the_folder_structure(checkpoint, tmp_path):
 
 
 def test_a_tile_below_the_minimum_is_refused(checkpoint, tmp_path):
-    r = upscale(checkpoint, image(tmp_path / "a.png"), "--tile", "1")
+    r = upscale_cli(checkpoint, image(tmp_path / "a.png"), "--tile", "1")
     assert r.returncode == 2 and "smallest tile" in r.stderr
 
 
@@ -159,7 +150,7 @@ def test_a_killed_batch_leaves_whole_outputs_and_skip_existing_does_only_the_res
     if how == signal.SIGTERM:  # stopped as Ctrl-C is: it says so, and leaves no temporary file
         assert "interrupted" in err and "Traceback" not in err
         assert len(done) == len(_outputs(tmp_path))
-    r = upscale(checkpoint, tmp_path / "in", "--recursive", "--output-dir", tmp_path / "out", "--skip-existing")
+    r = upscale_cli(checkpoint, tmp_path / "in", "--recursive", "--output-dir", tmp_path / "out", "--skip-existing")
     assert r.returncode == 0, r.stderr
     assert len([line for line in r.stdout.splitlines() if line.startswith("wrote")]) == n - len(done)
     assert len([line for line in r.stderr.splitlines() if line.startswith("skipped")]) == len(done)
@@ -170,22 +161,22 @@ def test_a_killed_batch_leaves_whole_outputs_and_skip_existing_does_only_the_res
 def test_a_call_whose_outputs_all_fail_leaves_no_new_folder(checkpoint, tmp_path):
     frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
-    r = upscale(checkpoint, tmp_path / "anim.gif", "--format", "jpeg", "--output-dir", tmp_path / "new" / "a" / "b")
+    r = upscale_cli(checkpoint, tmp_path / "anim.gif", "--format", "jpeg", "--output-dir", tmp_path / "new" / "a" / "b")
     assert r.returncode == 1 and "holds one frame" in r.stderr and not (tmp_path / "new").exists()
     image(tmp_path / "still.png")
     (tmp_path / "kept").mkdir()  # a folder that was there before stays, empty or not
-    r = upscale(checkpoint, tmp_path / "anim.gif", tmp_path / "still.png", "--format", "jpeg",
+    r = upscale_cli(checkpoint, tmp_path / "anim.gif", tmp_path / "still.png", "--format", "jpeg",
                 "--output-dir", tmp_path / "kept" / "new")
     assert r.returncode == 1 and os.listdir(tmp_path / "kept" / "new") == ["still_srcnn_x3.jpg"]
 
 
 def test_output_that_contradicts_format_or_is_a_folder_is_refused(checkpoint, tmp_path):
     src = image(tmp_path / "in.png")
-    r = upscale(checkpoint, src, "--output", tmp_path / "o.png", "--format", "jpeg")
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "o.png", "--format", "jpeg")
     assert r.returncode == 1 and "names a png file and --format says jpeg" in r.stderr
     assert not (tmp_path / "o.png").exists()
     (tmp_path / "dir").mkdir()
-    r = upscale(checkpoint, src, "--output", tmp_path / "dir")
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "dir")
     assert r.returncode == 1 and "is a folder; use --output-dir" in r.stderr and not os.listdir(tmp_path / "dir")
-    assert upscale(checkpoint, src, "--output", tmp_path / "o.jpeg", "--format", "jpeg").returncode == 0
+    assert upscale_cli(checkpoint, src, "--output", tmp_path / "o.jpeg", "--format", "jpeg").returncode == 0
     assert Image.open(tmp_path / "o.jpeg").format == "JPEG"

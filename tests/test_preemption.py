@@ -11,16 +11,15 @@ import torch
 
 import main
 import training
-from conftest import ROOT, one_thread_env
+from conftest import ROOT, one_thread_env, train_cmd, wait_for
 from datasets import TrainDataset
-from test_faults import train_cmd, wait_for
-from utils import load_checkpoint, save_checkpoint
+import checkpoints
 
 RECIPE = ["--lr=0.002", "--schedule=cosine", "--augment", "--init=identity", "--warmup-epochs=1"]
 
 
 def assert_same_weights(a, b, context=""):
-    a, b = load_checkpoint(a), load_checkpoint(b)
+    a, b = checkpoints.load(a), checkpoints.load(b)
     assert a["epoch"] == b["epoch"], context
     losses = [(h["epoch"], h["loss"]) for h in a["history"]], [(h["epoch"], h["loss"]) for h in b["history"]]
     first = next((x for x, y in zip(*losses) if x != y), None)
@@ -57,7 +56,7 @@ def test_a_scheduler_signal_saves_like_ctrl_c_and_the_run_resumes_bitwise(image_
     path = tmp_path / "a" / "checkpoint.interrupted"
     assert code == 128 + how, err
     assert f"python main.py resume {path}" in err and "Traceback" not in err
-    stopped = load_checkpoint(path)
+    stopped = checkpoints.load(path)
     assert 1 <= stopped["epoch"] < 40 and stopped["batch"] >= 1
     r = run_cmd([sys.executable, "main.py", "resume", str(path)])
     assert r.returncode == 0, r.stderr
@@ -71,7 +70,7 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_batch_with_one_checkpoin
         return torchrun("main.py", *train_cmd(image_folder, out, 30, *RECIPE)[2:], *extra)
     code, _, err = stop_after_first_epoch(cmd(tmp_path / "a"), tmp_path / "a", signal.SIGTERM)
     assert code != 0
-    stopped = load_checkpoint(tmp_path / "a" / "checkpoint.interrupted")
+    stopped = checkpoints.load(tmp_path / "a" / "checkpoint.interrupted")
     assert stopped["world_size"] == 2 and stopped["batch"] >= 1 and err.count("interrupted in epoch") == 1
     # the same command, resubmitted, continues from that checkpoint on both processes
     r = run_cmd(cmd(tmp_path / "a", "--resume-from-last"), timeout=600)
@@ -93,7 +92,7 @@ def test_the_restart_command_resubmitted_three_times_finishes_the_run_once(image
     done = run_cmd(cmd)  # ... and the third time runs to the end
     assert done.returncode == 0, done.stderr
     assert "continuing the run" in done.stdout
-    finished = load_checkpoint(tmp_path / "a" / "checkpoint.last")
+    finished = checkpoints.load(tmp_path / "a" / "checkpoint.last")
     assert [h["epoch"] for h in finished["history"]] == list(range(1, 41))  # every epoch once
     straight = run_cmd(train_cmd(image_folder, tmp_path / "b", 40, *RECIPE, "--save-freq=1"))
     assert straight.returncode == 0, straight.stderr
@@ -103,29 +102,29 @@ def test_the_restart_command_resubmitted_three_times_finishes_the_run_once(image
 
 
 def test_a_stop_after_any_batch_continues_bitwise(image_folder, tmp_path, monkeypatch):
-    """Where a signal falls decides where the run stops: after the first batch of an epoch, in the middle, after
-    its last batch. Each place of a 3-epoch run, stopped and continued with --resume-from-last in this process,
-    continues as the uninterrupted run."""
+    """Where a signal falls decides where the run stops: after the first batch of an epoch (here the run's very
+    first), in the middle of one, after its last batch (before its test and checkpoints). A 3-epoch run stopped
+    at each and continued with --resume-from-last in this process continues as the uninterrupted run."""
     common = ["train", "--train-data", image_folder, "--test-data", image_folder, "--batch-size=4",
               "--num-epoch=3", *RECIPE]
     main.main([*common, "--out-dir", str(tmp_path / "straight")])
     per_epoch = len(TrainDataset(image_folder, 3)) // 4
     agree = training.agree
-    for stop_after in range(1, 3 * per_epoch + 1):
+    for stop_after in (1, per_epoch + per_epoch // 2, 2 * per_epoch):  # first, middle, last batch of an epoch
         steps = iter(range(1, 3 * per_epoch + 1))
 
-        def signalled_during(loss, requested, ctx, stop_after=stop_after, steps=steps):
+        def signalled_during(loss, requested, group, stop_after=stop_after, steps=steps):
             if next(steps) == stop_after:  # the signal arrives while this batch is computed
                 signal.raise_signal(signal.SIGTERM)
                 requested = True
-            return agree(loss, requested, ctx)
+            return agree(loss, requested, group)
 
         out = tmp_path / f"stopped-{stop_after}"
         monkeypatch.setattr(training, "agree", signalled_during)
         with pytest.raises(SystemExit) as e:
             main.main([*common, "--out-dir", str(out), "--resume-from-last"])
         assert e.value.code == 128 + signal.SIGTERM
-        stopped = load_checkpoint(out / "checkpoint.interrupted")
+        stopped = checkpoints.load(out / "checkpoint.interrupted")
         done_epochs, batch = divmod(stop_after - 1, per_epoch)
         assert (stopped["epoch"], stopped["batch"]) == (done_epochs, batch + 1)
         monkeypatch.setattr(training, "agree", agree)
@@ -137,12 +136,12 @@ def test_a_stop_after_any_batch_continues_bitwise(image_folder, tmp_path, monkey
 def test_a_run_continued_on_another_count_of_threads_says_it_is_not_bitwise(tiny_run, capsys):
     run = tiny_run("train", "--num-epoch=1")
     threads = torch.get_num_threads()
-    ckpt = load_checkpoint(run / "checkpoint.last")
+    ckpt = checkpoints.load(run / "checkpoint.last")
     assert ckpt["threads"] == threads and ckpt["world_size"] == 1
     main.main(["resume", str(run / "checkpoint.last"), "--num-epoch=2"])
     assert "not bitwise" not in capsys.readouterr().err  # the same counts: nothing to say
     ckpt["threads"] = threads + 1  # as if saved on a machine with one more core
-    save_checkpoint(ckpt, run / "elsewhere.pth")
+    checkpoints.save(ckpt, run / "elsewhere.pth")
     main.main(["resume", str(run / "elsewhere.pth"), "--num-epoch=2"])
     assert (f"note: the run was saved from 1 process(es) of {threads + 1} thread(s) and goes on with 1 of {threads}: "
             "it continues, but not bitwise") in capsys.readouterr().err
@@ -154,9 +153,9 @@ def test_resume_from_last_starts_a_run_where_there_is_none_and_refuses_another_r
     common = ["train", "--train-data", image_folder, "--test-data", image_folder, "--batch-size=4",
               "--out-dir", str(out), "--resume-from-last"]
     main.main([*common, "--num-epoch=1"])
-    assert load_checkpoint(out / "checkpoint.last")["epoch"] == 1
+    assert checkpoints.load(out / "checkpoint.last")["epoch"] == 1
     main.main([*common, "--num-epoch=2"])
-    assert load_checkpoint(out / "checkpoint.last")["epoch"] == 2
+    assert checkpoints.load(out / "checkpoint.last")["epoch"] == 2
     with pytest.raises(SystemExit) as e:
         main.main([*common, "--num-epoch=3", "--seed=5"])
     assert "was started with --seed 0, this command says 5" in str(e.value.code)

@@ -7,20 +7,19 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from conftest import ROOT, real_data
+import checkpoints
 import datasets
 from evaluation import evaluate_model
 from datasets import load_rgb
-from inference import checkpoint_scale, load_model
-from media import read_picture
+from inference import Upscaler
+from images import read_picture
 from super_resolve import super_resolve
-from utils import image_metrics, mean_metrics, rgb_to_y
+from metrics import image_metrics, mean_metrics, rgb_to_y
 
 SHIPPED = {2: "checkpoints/srcnn_x2.pth", 3: "checkpoint.pth", 4: "checkpoints/srcnn_x4.pth"}
-CPU = torch.device("cpu")
 
 
 def readme_figure(path):
@@ -36,9 +35,9 @@ def shipped(request):
     path = SHIPPED[request.param]
     if not os.path.exists(os.path.join(ROOT, path)):
         pytest.skip(f"{path} is not in this checkout")
-    model, ckpt = load_model(os.path.join(ROOT, path), CPU)
-    assert checkpoint_scale(ckpt) == request.param
-    return path, model, ckpt, request.param
+    upscaler = Upscaler.from_checkpoint(os.path.join(ROOT, path))
+    assert upscaler.scale == request.param
+    return path, upscaler, checkpoints.load(os.path.join(ROOT, path)), request.param
 
 
 def ring_rmse(a, b, r):
@@ -50,26 +49,26 @@ def ring_rmse(a, b, r):
     return float(np.sqrt(((a - b) ** 2)[mask].mean()))
 
 
-def user_outputs(model, folder, scale, tmp_path):
+def user_outputs(upscaler, folder, tmp_path):
     """(name, super_resolve.py output, HR, bicubic) for each image of ``folder``, the LR input made as a
     user would get it (HR cropped to a multiple of the scale, Pillow bicubic down) and stored as PNG."""
-    results = []
+    results, scale = [], upscaler.scale
     for name in sorted(os.listdir(folder)):
         hr = load_rgb(os.path.join(folder, name))
         hr = hr.crop((0, 0, hr.width // scale * scale, hr.height // scale * scale))
         small = hr.resize((hr.width // scale, hr.height // scale), Image.BICUBIC)
         small.save(tmp_path / f"{name}.png")
-        out = super_resolve(model, read_picture(str(tmp_path / f"{name}.png")), scale).frames[0]
+        out = super_resolve(upscaler, read_picture(str(tmp_path / f"{name}.png"))).frames[0]
         results.append((name, out, np.asarray(hr), np.asarray(small.resize(hr.size, Image.BICUBIC))))
     return results
 
 
 def test_shipped_model_keeps_its_readme_score_and_super_resolve_agrees(shipped, tmp_path):
-    path, model, ckpt, scale = shipped
-    rows, _ = evaluate_model(model, datasets.TestDataset(real_data("Set5"), scale))
+    path, upscaler, ckpt, scale = shipped
+    rows, _ = evaluate_model(upscaler.model, datasets.TestDataset(real_data("Set5"), scale))
     psnr = mean_metrics(rows)["y_psnr"]
     assert psnr >= readme_figure(path) - 0.02
-    scores = [image_metrics(out, hr, scale) for _, out, hr, _ in user_outputs(model, real_data("Set5"), scale, tmp_path)]
+    scores = [image_metrics(out, hr, scale) for _, out, hr, _ in user_outputs(upscaler, real_data("Set5"), tmp_path)]
     assert mean_metrics(scores)["y_psnr"] == pytest.approx(psnr, abs=1e-6)
     # what `inspect` prints, recorded in training (in channels-last memory, whose convolutions round
     # differently in the last float bits and move a few 8-bit pixels); checkpoint.pth was scored then
@@ -79,9 +78,9 @@ def test_shipped_model_keeps_its_readme_score_and_super_resolve_agrees(shipped, 
 
 def test_every_edge_ring_is_no_worse_than_bicubic_and_the_whole_image_scores_like_the_shaved_one(
         shipped, tmp_path):
-    _, model, _, scale = shipped
+    _, upscaler, _, scale = shipped
     whole, shaved = [], []
-    for name, out, hr, bic in user_outputs(model, real_data("Set5"), scale, tmp_path):
+    for name, out, hr, bic in user_outputs(upscaler, real_data("Set5"), tmp_path):
         y_out, y_hr, y_bic = rgb_to_y(out), rgb_to_y(hr), rgb_to_y(bic)
         for r in range(4):
             assert ring_rmse(y_out, y_hr, r) <= ring_rmse(y_bic, y_hr, r), (name, r)
@@ -102,8 +101,8 @@ def readme_table_figure(scale, test_set):
 @pytest.mark.parametrize("test_set", ["Set14", "BSD100"])
 def test_held_out_sets_keep_the_readme_table_figures(shipped, test_set):
     """Set14 and BSD100 are not shipped: these run where they are found (../shared/data, data/, $SRCNN_DATA)."""
-    _, model, _, scale = shipped
+    _, upscaler, _, scale = shipped
     if test_set == "BSD100" and scale != 3:
         pytest.skip("BSD100 (100 images) is checked at x3 only, to keep the suite short")
-    rows, _ = evaluate_model(model, datasets.TestDataset(real_data(test_set), scale))
+    rows, _ = evaluate_model(upscaler.model, datasets.TestDataset(real_data(test_set), scale))
     assert mean_metrics(rows)["y_psnr"] == pytest.approx(readme_table_figure(scale, test_set), abs=0.006)

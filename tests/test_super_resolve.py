@@ -6,21 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, cli
+from conftest import ROOT, cli, upscale_cli
 from model import SRCNN
-from inference import (apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges, prepare,
-                       symmetry)
-from media import Picture, read_picture
+from inference import (Upscaler, apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges,
+                       prepare, symmetry)
+from images import Picture, read_picture
 from super_resolve import super_resolve
-
-
-@pytest.fixture
-def checkpoint(identity_checkpoint):
-    return identity_checkpoint
-
-
-def run(*argv):
-    return cli("super_resolve.py", *argv)
 
 
 def test_tiles_reproduce_the_whole_image_pass_single_and_self_ensemble():
@@ -65,7 +56,7 @@ def test_self_ensemble_of_a_symmetric_network_is_the_single_pass():
     """A network whose kernels are symmetric under the 8 symmetries gives the same output either way."""
     model = SRCNN().eval()
     with torch.no_grad():
-        for conv in (model.patch_extraction, model.nonlinear_mapping, model.reconstruction):
+        for conv in model.convs:
             w = conv.weight
             w.copy_(sum(symmetry(w, op) for op in range(8)) / 8)
     img = np.random.default_rng(2).integers(0, 256, (20, 26, 3), dtype=np.uint8)
@@ -77,12 +68,12 @@ def test_self_ensemble_of_a_symmetric_network_is_the_single_pass():
 def test_writes_stem_srcnn_x3_png_beside_the_input(checkpoint, tmp_path):
     src = tmp_path / "lr.bmp"
     Image.fromarray(np.full((10, 12, 3), 90, np.uint8)).save(src)
-    r = run("--checkpoint", checkpoint, src)
+    r = upscale_cli(checkpoint, src)
     out = tmp_path / "lr_srcnn_x3.png"
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"wrote {out}"
     assert Image.open(out).size == (36, 30)
-    r = run("--checkpoint", checkpoint, src, "--output", tmp_path / "x.png")
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "x.png")
     assert r.returncode == 0 and Image.open(tmp_path / "x.png").size == (36, 30)
 
 
@@ -90,7 +81,7 @@ def _sr(checkpoint, img, tmp_path, name="in.png", **save):
     path = tmp_path / name
     img.save(path, **save)
     out = tmp_path / f"out-{name}.png"
-    r = run("--checkpoint", checkpoint, path, "--output", out)
+    r = upscale_cli(checkpoint, path, "--output", out)
     assert r.returncode == 0, r.stderr
     return Image.open(out)
 
@@ -148,7 +139,7 @@ def test_super_resolve_output_matches_evaluate_pipeline():
     from datasets import make_pair
     lr_up, _ = make_pair(hr)
     small = hr.resize((9, 10), Image.BICUBIC)
-    out = super_resolve(model, Picture([np.asarray(small)], [None]), 3)
+    out = super_resolve(Upscaler(model, 3), Picture([np.asarray(small)], [None]))
     expected = apply_network(model, lr_up)
     np.testing.assert_array_equal(out.frames[0], expected)
 
@@ -162,7 +153,7 @@ def test_many_files_and_folders_in_one_run_with_a_bad_file_skipped(checkpoint, t
     Image.fromarray(np.full((6, 7, 3), 50, np.uint8)).save(folder / "a_srcnn_x3.png")  # an earlier output
     single = tmp_path / "c.png"
     Image.fromarray(np.full((5, 5, 3), 10, np.uint8)).save(single)
-    r = run("--checkpoint", checkpoint, folder, single, "--output-dir", tmp_path / "out")
+    r = upscale_cli(checkpoint, folder, single, "--output-dir", tmp_path / "out")
     assert r.returncode == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_srcnn_x3.png", "b_srcnn_x3.png",
                                                                     "c_srcnn_x3.png"]
@@ -170,7 +161,7 @@ def test_many_files_and_folders_in_one_run_with_a_bad_file_skipped(checkpoint, t
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2 and "broken.png" in errors[0] and errors[1] == "error: 1 of 4 images failed"
     assert "Traceback" not in r.stderr
-    r = run("--checkpoint", checkpoint, folder / "a.png", single, "--output", tmp_path / "x.png")
+    r = upscale_cli(checkpoint, folder / "a.png", single, "--output", tmp_path / "x.png")
     assert r.returncode != 0 and "--output names one file" in r.stderr and not (tmp_path / "x.png").exists()
 
 
@@ -195,7 +186,7 @@ def test_reduced_precision_stays_close_to_fp32_and_leaves_the_model_alone(precis
     img = np.random.default_rng(4).integers(0, 256, (45, 38, 3), dtype=np.uint8)
     exact = apply_network_float(model, img)
     reduced = prepare(model, torch.device("cpu"), precision)
-    assert reduced.patch_extraction.weight.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    assert reduced.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     diff = (apply_network_float(reduced, img) - exact).abs()
     assert diff.max() < 0.02 and diff.mean() < 0.002, (diff.max(), diff.mean())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy was converted

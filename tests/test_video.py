@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import cli
-from inference import load_model, upscale, upscale_tensor
-from media import Encoding, read_video_frames, upscale_video
+from conftest import cli, upscale_cli
+from inference import Upscaler, upscale, upscale_tensor
+from video import Encoding, read_video_frames, upscale_video
 
 PTS = [0, 40, 80, 200, 240, 400, 440, 480]  # milliseconds: variable frame rate
-
-
-@pytest.fixture
-def checkpoint(identity_checkpoint):
-    return identity_checkpoint
 
 
 def make_clip(path, tmp_path, frames=PTS, subtitles=True):
@@ -57,6 +52,14 @@ def make_clip(path, tmp_path, frames=PTS, subtitles=True):
     return path
 
 
+class FramesBy:
+    """What :func:`video.upscale_video` takes: a ``scale``, a ``batch`` and ``frames``, a function of a list of
+    frames; here a test's own function in place of the network's."""
+
+    def __init__(self, frames, scale=3, batch=1):
+        self.frames, self.scale, self.batch = frames, scale, batch
+
+
 def packets(path, kind):
     with av.open(str(path)) as c:
         return [bytes(p) for p in c.demux(**{kind: 0}) if p.dts is not None]
@@ -66,15 +69,9 @@ def decoded(path):
     return list(read_video_frames(str(path)))
 
 
-def run(checkpoint, *argv):
-    r = cli("super_resolve.py", "--checkpoint", checkpoint, *argv)
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
-
-
 def test_frames_timestamps_audio_and_subtitles_come_through(checkpoint, tmp_path):
     src = make_clip(tmp_path / "clip.mkv", tmp_path)
-    r = run(checkpoint, src)
+    r = upscale_cli(checkpoint, src)
     out = tmp_path / "clip_srcnn_x3.mkv"
     assert r.returncode == 0, r.stderr
     assert f"wrote {out} (8 frames)" in r.stdout
@@ -89,7 +86,7 @@ def test_frames_timestamps_audio_and_subtitles_come_through(checkpoint, tmp_path
         assert c.metadata.get("title") == "a test clip"
         assert c.streams.video[0].average_rate == 25
     # each frame is the image engine's result, within the codec's loss
-    model, _ = load_model(checkpoint, torch.device("cpu"))
+    model = Upscaler.from_checkpoint(checkpoint).model
     for (_, o), (_, i) in zip(got, want):
         assert np.abs(o.astype(int) - upscale(model, i, 3)).mean() < 3
 
@@ -97,9 +94,9 @@ def test_frames_timestamps_audio_and_subtitles_come_through(checkpoint, tmp_path
 def test_the_lossless_codec_gives_the_image_paths_pixels_exactly(checkpoint, tmp_path):
     mkv = tmp_path / "clip.mkv"
     make_clip(mkv, tmp_path, subtitles=False)
-    r = run(checkpoint, mkv, "--output-dir", tmp_path / "out", "--video-codec", "ffv1")
+    r = upscale_cli(checkpoint, mkv, "--output-dir", tmp_path / "out", "--video-codec", "ffv1")
     assert r.returncode == 0, r.stderr
-    model, _ = load_model(checkpoint, torch.device("cpu"))
+    model = Upscaler.from_checkpoint(checkpoint).model
     for (_, o), (_, i) in zip(decoded(tmp_path / "out" / "clip_srcnn_x3.mkv"), decoded(mkv)):
         np.testing.assert_array_equal(o, upscale(model, i, 3))
 
@@ -115,16 +112,16 @@ def test_bad_videos_are_refused_in_one_line_and_the_other_inputs_go_on(checkpoin
     good = make_clip(tmp_path / "good.mkv", tmp_path)
     whole = (tmp_path / "good.mkv").read_bytes()
     (tmp_path / "cut.mkv").write_bytes(whole[:len(whole) // 2])
-    r = run(checkpoint, tmp_path / "garbage.mp4", tmp_path / "sound.mkv", good, "--output-dir", tmp_path / "out")
+    r = upscale_cli(checkpoint, tmp_path / "garbage.mp4", tmp_path / "sound.mkv", good, "--output-dir", tmp_path / "out")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 1 and len(errors) == 3, r.stderr
     assert "cannot read video" in errors[0] and "no video stream" in errors[1] and "2 of 3 inputs failed" in errors[2]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_srcnn_x3.mkv"]  # no partial file left
-    r = run(checkpoint, good, "--output", tmp_path / "x.webm")  # WebM takes no AAC: refused, nothing left
+    r = upscale_cli(checkpoint, good, "--output", tmp_path / "x.webm")  # WebM takes no AAC: refused, nothing left
     assert r.returncode == 1 and "does not support" in r.stderr and not (tmp_path / "x.webm").exists()
     for flags, why in [(["--video-codec", "nosuch"], "not a video encoder"), (["--video-codec", "aac"], "not a video"),
                        (["--crf", "99"], "past 51")]:  # usage errors, before any work
-        r = run(checkpoint, good, "--output", tmp_path / "y.mkv", *flags)
+        r = upscale_cli(checkpoint, good, "--output", tmp_path / "y.mkv", *flags)
         assert r.returncode == 2 and why in r.stderr.splitlines()[-1] and not (tmp_path / "y.mkv").exists()
     with av.open(str(tmp_path / "odd.mkv"), "w") as out:  # 11x9 in 4:4:4: x3 is 33x27, odd for 4:2:0
         v = out.add_stream("libx264", rate=25)
@@ -135,12 +132,12 @@ def test_bad_videos_are_refused_in_one_line_and_the_other_inputs_go_on(checkpoin
             for packet in v.encode(frame.reformat(format="yuv444p")):
                 out.mux(packet)
         out.mux(v.encode())
-    r = run(checkpoint, tmp_path / "odd.mkv", "--output-dir", tmp_path / "odd")
+    r = upscale_cli(checkpoint, tmp_path / "odd.mkv", "--output-dir", tmp_path / "odd")
     assert r.returncode == 1 and "would be 33x27, and 4:2:0 video needs even sides; --video-codec ffv1" in r.stderr
     assert r.stderr.count("\n") == 1 and not list((tmp_path / "odd").glob("*.mkv"))
-    r = run(checkpoint, tmp_path / "odd.mkv", "--output-dir", tmp_path / "odd", "--video-codec", "ffv1")
+    r = upscale_cli(checkpoint, tmp_path / "odd.mkv", "--output-dir", tmp_path / "odd", "--video-codec", "ffv1")
     assert r.returncode == 0 and decoded(tmp_path / "odd" / "odd_srcnn_x3.mkv")[0][1].shape == (27, 33, 3)
-    r = run(checkpoint, tmp_path / "cut.mkv", "--output-dir", tmp_path / "cut")  # Matroska: no frame count
+    r = upscale_cli(checkpoint, tmp_path / "cut.mkv", "--output-dir", tmp_path / "cut")  # Matroska: no frame count
     assert r.returncode == 1 and "(a truncated or damaged file)" in r.stderr and r.stderr.count("\n") == 1
     assert not list((tmp_path / "cut").glob("*.mkv"))
 
@@ -179,14 +176,14 @@ def stream_tags(path):
 def test_rotation_colour_matrix_and_range_are_kept_and_colours_stay(checkpoint, tmp_path):
     tagged = {"colorspace": 1, "color_range": 2, "color_primaries": 1, "color_trc": 1}  # BT.709, full range
     src = flat_clip(tmp_path / "hd.mp4", (0, 200, 220), rotate=True, **tagged)
-    r = run(checkpoint, src, "--crf", "0")
+    r = upscale_cli(checkpoint, src, "--crf", "0")
     assert r.returncode == 0, r.stderr
     (tags_in, rot_in, rgb_in), (tags_out, rot_out, rgb_out) = (stream_tags(p) for p in (src, tmp_path / "hd_srcnn_x3.mp4"))
     assert tags_in == tags_out == tagged and rot_in == rot_out == 90
     assert np.abs(rgb_in - rgb_out).max() < 1.5, (rgb_in, rgb_out)
     # untagged and small: decoded as players show it (BT.601, limited range) and the output says so
     src = flat_clip(tmp_path / "sd.mp4", (0, 200, 220))
-    r = run(checkpoint, src, "--crf", "0")
+    r = upscale_cli(checkpoint, src, "--crf", "0")
     assert r.returncode == 0, r.stderr
     (tags_in, rot_in, rgb_in), (tags_out, rot_out, rgb_out) = (stream_tags(p) for p in (src, tmp_path / "sd_srcnn_x3.mp4"))
     assert tags_in["colorspace"] == 2 and tags_out["colorspace"] == 6 and tags_out["color_range"] == 1
@@ -197,13 +194,13 @@ def test_rotation_colour_matrix_and_range_are_kept_and_colours_stay(checkpoint, 
 @pytest.mark.parametrize("batch, sizes", [(3, [3, 3, 2]), (4, [4, 4])])  # 4: the last batch is full
 def test_frames_batched_through_the_network_come_out_as_one_at_a_time(checkpoint, tmp_path, batch, sizes):
     src = make_clip(tmp_path / "clip.mkv", tmp_path)  # 8 frames, audio and subtitles between them
-    model, _ = load_model(checkpoint, torch.device("cpu"))
+    model = Upscaler.from_checkpoint(checkpoint).model
     got = []
 
     def batched(frames):  # the GPU's path (one tensor of N frames), here on the CPU
         got.append(len(frames))
         return list(upscale_tensor(model, torch.from_numpy(np.stack(frames)), 3, tile=40).numpy())
-    n, _ = upscale_video(str(src), str(tmp_path / "b.mkv"), batched, 3, Encoding("ffv1"), batch=batch)
+    n, _ = upscale_video(str(src), str(tmp_path / "b.mkv"), FramesBy(batched, 3, batch), Encoding("ffv1"))
     assert n == 8 and got == sizes  # never an empty batch (the GPU path failed on one)
     for (_, o), (_, i) in zip(decoded(tmp_path / "b.mkv"), decoded(src)):
         np.testing.assert_array_equal(o, upscale(model, i, 3))
@@ -214,7 +211,7 @@ def test_frames_batched_through_the_network_come_out_as_one_at_a_time(checkpoint
 def test_a_stop_mid_video_leaves_no_file_and_no_thread(checkpoint, tmp_path):
     import threading
     src = make_clip(tmp_path / "clip.mkv", tmp_path)
-    model, _ = load_model(checkpoint, torch.device("cpu"))
+    model = Upscaler.from_checkpoint(checkpoint).model
     seen = []
 
     def stopped_at_the_fourth(frames):
@@ -224,6 +221,6 @@ def test_a_stop_mid_video_leaves_no_file_and_no_thread(checkpoint, tmp_path):
         return [upscale(model, f, 3) for f in frames]
     before = threading.active_count()
     with pytest.raises(KeyboardInterrupt):
-        upscale_video(str(src), str(tmp_path / "out.mkv"), stopped_at_the_fourth, 3)
+        upscale_video(str(src), str(tmp_path / "out.mkv"), FramesBy(stopped_at_the_fourth))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "s.srt"]  # no output, no temporary
     assert threading.active_count() == before
