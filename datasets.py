@@ -12,16 +12,21 @@ exact, and a quarter of the size of float32.
 Run on its own to build a file:
     python datasets.py FOLDER OUT.h5 --kind train|test [--scale 3] [--scales 1,0.9] [--stride 14]
 """
-import argparse
-import os
 import sys
 
-import h5py
-import numpy as np
-import torch
-from PIL import Image, ImageOps
+try:  # run as a command, a Ctrl-C while torch loads ends in one line, as at any other moment
+    import argparse
+    import os
 
-from utils import HelpFormatter, UserError, atomic_write, positive_int
+    import h5py
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    from utils import HelpFormatter, Parser, UserError, atomic_write, positive_int
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 SCALE = 3  # the assignment's upscaling factor, the default everywhere
 SCALES = (2, 3, 4)  # the factors Dong et al. (2016) report
@@ -272,8 +277,7 @@ def _factors(text):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Build an HDF5 file of LR/HR pairs from an image folder.",
-                                formatter_class=HelpFormatter)
+    p = Parser(description="Build an HDF5 file of LR/HR pairs from an image folder.", formatter_class=HelpFormatter)
     p.add_argument("folder", help="folder of HR images")
     p.add_argument("output", help="HDF5 file to write")
     p.add_argument("--kind", choices=["train", "test"], required=True,
@@ -283,10 +287,13 @@ def main(argv=None):
     p.add_argument("--scales", type=_factors, default=(1.0,),
                    help="train: comma-separated resize factors in (0, 1] of each image to cut patches from, "
                         "e.g. 1,0.9,0.8,0.7,0.6 (FSRCNN's down-scaled copies)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     args = p.parse_args(argv)
     if args.kind == "test" and (args.stride != STRIDE or args.scales != (1.0,)):
         p.error("--stride and --scales apply to --kind train only")
     try:
+        if os.path.lexists(args.output) and not args.overwrite:
+            raise UserError(f"{args.output} exists already; nothing was written. Pass --overwrite to replace it")
         if args.kind == "train":
             n = write_train_h5(args.folder, args.output, args.scale, stride=args.stride, scales=args.scales)
             print(f"wrote {n} patch pairs to {args.output}")
@@ -295,6 +302,9 @@ def main(argv=None):
             print(f"wrote {n} image pairs to {args.output}")
     except UserError as e:
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,22 @@ from metrics import image_metrics, mean_metrics, psnr
 from utils import UserError, atomic_write
 
 
+SMALLEST_GROUND_TRUTH = 228  # pixels: the shorter side of Set5's smallest image (woman, 228x344)
+
+
+def ground_truth_warning(test_set, data):
+    """What to tell a user who scores the images of the folder ``data`` when every one of them is smaller than
+    Set5's smallest ground truth: likely low-resolution inputs, which evaluate would take for ground truths
+    (it downscales each by the scale and scores the network against it). None otherwise."""
+    if data is None or not os.path.isdir(data):
+        return None
+    if all(max(hr.shape[:2]) < SMALLEST_GROUND_TRUTH for _, _, hr in test_set):
+        return (f"every image in {data} is smaller than {SMALLEST_GROUND_TRUTH} pixels a side; evaluate takes each "
+                f"for the ground truth, downscales it x{test_set.scale} and scores the network against it: give the "
+                f"high-resolution originals (such as image_examples/hr), not low-resolution inputs")
+    return None
+
+
 def evaluate_model(model, test_set, self_ensemble=False):
     """Run ``model`` on each image of ``test_set``; returns (metrics per image, 8-bit outputs), in order.
     Metrics as :func:`utils.image_metrics`: Y channel, border = the scale, on the quantised output."""
@@ -28,12 +44,26 @@ def network_seconds(model, test_set, self_ensemble):
     return time.perf_counter() - started
 
 
-def evaluate_checkpoint(model, test_set, self_ensemble=False, save_images=None):
+def comparison_paths(folder, names, overwrite=False):
+    """The comparison pictures' paths in ``folder``, one per name; UserError, before anything is written, where
+    ``folder`` is a file or (unless ``overwrite``) a picture exists already: the policy of super_resolve.py."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"--save-images {folder} is a file; give a folder for the comparison pictures")
+    paths = [os.path.join(folder, f"{name}_comparison.png") for name in names]
+    existing = [p for p in paths if os.path.lexists(p)]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise UserError(f"{existing[0]}{more} {'exist' if more else 'exists'} already; nothing was written. Pass "
+                        f"--overwrite to replace them, or another --save-images folder")
+    return paths
+
+
+def evaluate_checkpoint(model, test_set, self_ensemble=False, save_images=None, overwrite=False):
     """Print bicubic, the single pass and (``self_ensemble``) the 8-fold self-ensemble side by side for
     every image of ``test_set`` and their means, with the network's time; optionally write a
-    comparison picture per image into the folder ``save_images``."""
-    if save_images and os.path.exists(save_images) and not os.path.isdir(save_images):
-        raise UserError(f"--save-images {save_images} is a file; give a folder for the comparison pictures")
+    comparison picture per image into the folder ``save_images`` (existing ones only if ``overwrite``)."""
+    if save_images:
+        paths = comparison_paths(save_images, [name for name, _, _ in test_set] + ["colour_card"], overwrite)
     scale = test_set.scale
     bicubic = [image_metrics(lr, hr, scale) for _, lr, hr in test_set]
     columns = [("bicubic", bicubic)]
@@ -60,11 +90,10 @@ def evaluate_checkpoint(model, test_set, self_ensemble=False, save_images=None):
           f"bicubic {card['bicubic']['rgb_psnr']:.3f} dB, SRCNN {card['SRCNN']['rgb_psnr']:.3f} dB")
     if save_images:
         os.makedirs(save_images, exist_ok=True)
-        pictures = [(name, lr, sr, hr) for (name, lr, hr), sr in zip(test_set, outputs)]
-        pictures.append(("colour_card", card_lr, card_sr, card_hr))
-        for name, lr, sr, hr in pictures:
-            path = os.path.join(save_images, f"{name}_comparison.png")
-            comparison_picture(lr, sr, hr, scale).save(path)
+        pictures = [(lr, sr, hr) for (_, lr, hr), sr in zip(test_set, outputs)] + [(card_lr, card_sr, card_hr)]
+        for path, (lr, sr, hr) in zip(paths, pictures):
+            picture = comparison_picture(lr, sr, hr, scale)
+            atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))
             print(f"wrote {path}")
 
 
@@ -108,20 +137,22 @@ SET5_REFERENCE = {2: [(33.67, "bicubic 33.67"), (36.66, "paper 9-5-5, ImageNet 3
 PLOT_FORMATS = ("png", "pdf", "svg")
 
 
-def check_plot_path(path):
-    """UserError unless ``path`` names a .png, .pdf or .svg file in a folder that exists."""
+def check_plot_path(path, overwrite=False):
+    """UserError unless ``path`` names a .png, .pdf or .svg file in a folder that exists, and (unless
+    ``overwrite``) no such file exists yet."""
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     if ext not in PLOT_FORMATS:
         raise UserError(f"--plot {path}: give a file name ending in .{', .'.join(PLOT_FORMATS)}")
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
         raise UserError(f"--plot {path}: the folder {folder} does not exist")
+    if os.path.lexists(path) and not overwrite:
+        raise UserError(f"{path} exists already; nothing was written. Pass --overwrite to replace it")
 
 
 def plot_history(history, path, scale, test_data):
-    """Draw :func:`history_figure` into ``path`` (see :func:`check_plot_path`), all at once."""
+    """Draw :func:`history_figure` into ``path`` (checked by :func:`check_plot_path` first), all at once."""
     import matplotlib.pyplot as plt
-    check_plot_path(path)
     fig = history_figure(history, scale, test_data)
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format=os.path.splitext(path)[1].lower().lstrip(".")))

@@ -21,8 +21,8 @@ try:  # Ctrl-C while torch loads (a second or more) ends as at any other moment:
 
     import checkpoints
     from datasets import SCALES, TestDataset, default_data, resolve_data
-    from evaluation import check_plot_path, evaluate_checkpoint, plot_history
-    from inference import PRECISIONS, prepare
+    from evaluation import check_plot_path, evaluate_checkpoint, ground_truth_warning, plot_history
+    from inference import PRECISIONS, precision_warning, prepare
     from info import Info
     from training import Recipe, run_training
     from utils import (HelpFormatter, Parser, UserError, choose_device, non_negative_float, non_negative_int,
@@ -140,7 +140,9 @@ def build_parser():
     r.set_defaults(func=cmd_resume)
     i = sub.add_parser("inspect", help="print what a checkpoint holds", **kw)
     i.add_argument("checkpoint")
-    i.add_argument("--plot", metavar="PNG", help="also draw the test PSNR of every epoch into this PNG file")
+    i.add_argument("--plot", metavar="PNG", help="also draw the test PSNR of every epoch into this PNG (or .pdf, "
+                   ".svg) file")
+    i.add_argument("--overwrite", action="store_true", help="replace the --plot file if it exists")
     i.set_defaults(func=cmd_inspect)
     e = sub.add_parser("evaluate", help="score a checkpoint and bicubic, per image", **kw)
     e.add_argument("checkpoint")
@@ -149,6 +151,7 @@ def build_parser():
     e.add_argument("--self-ensemble", action="store_true",
                    help="also score the average over the 8 flips and rotations of each input")
     e.add_argument("--save-images", metavar="DIR", help="write a comparison picture per image here")
+    e.add_argument("--overwrite", action="store_true", help="replace comparison pictures that exist")
     e.add_argument("--cuda", action="store_true", help="run the network on the GPU")
     e.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="arithmetic of the network")
     e.set_defaults(func=cmd_evaluate)
@@ -215,14 +218,30 @@ def cmd_resume(args):
                         + (f" (started with {flag} {saved.get(k)})" if saved.get(k) is not None else "")
                         + (", and its data file is where it was" if k in ("train_data", "test_data") else "")
                         + "; use `main.py train` for a new run")
-    out_dir = given.get("out_dir") or os.path.dirname(os.path.abspath(args.checkpoint))
+    here = os.path.dirname(os.path.abspath(args.checkpoint))
+    out_dir = given.get("out_dir") or here
+    if os.path.abspath(out_dir) != here:
+        refuse_earlier_run(out_dir)
+    refuse_going_back(args.checkpoint, ckpt, out_dir)
     run_training(Recipe.from_dict(checkpoints.merged_args(asdict(DEFAULTS), saved, {**given, "out_dir": out_dir})),
                  ckpt)
 
 
+def refuse_going_back(path, ckpt, out_dir):
+    """Continuing from ``ckpt`` in ``out_dir`` does not write over checkpoints that are further into its run:
+    UserError naming them, the newest to continue from, and --out-dir for a new branch of the run."""
+    later = checkpoints.further_than(out_dir, ckpt)
+    if later:
+        newest = checkpoints.newest(out_dir)
+        raise UserError(f"{out_dir} holds checkpoints further into the run than {path} ({', '.join(sorted(later))}), "
+                        f"which continuing from it would write over; continue from the newest with `main.py resume "
+                        f"{newest[0] if newest else os.path.join(out_dir, sorted(later)[0])}`, or into a new folder "
+                        f"with --out-dir")
+
+
 def cmd_inspect(args):
     if args.plot:
-        check_plot_path(args.plot)
+        check_plot_path(args.plot, args.overwrite)
     ckpt = checkpoints.load(args.checkpoint)
     print(f"checkpoint: {args.checkpoint} (format version {ckpt['format_version']})")
     print(f"model:      {ckpt['model_name']} {ckpt['model_kwargs']}, "
@@ -242,8 +261,10 @@ def cmd_inspect(args):
         tested = "none yet: stopped before its first epoch ended"
     print(f"test PSNR:  {tested}")
     whole = history[-1].get("y_psnr_whole") if history else None
-    print(f"whole:      {'n/a (not recorded)' if whole is None else f'{whole:.3f} dB'} "
-          f"(Y channel, whole image, edges included)")
+    if whole is not None:
+        print(f"whole:      {whole:.3f} dB (Y channel, whole image, edges included)")
+    else:
+        print(f"whole:      {'not recorded by this run' if history else 'none yet: stopped before its first epoch ended'}")
     print("arguments:")
     for k, v in sorted(ckpt["args"].items()):
         print(f"  {k:18s} {v}")
@@ -257,10 +278,18 @@ def cmd_inspect(args):
 
 def cmd_evaluate(args):
     model, ckpt = checkpoints.load_model(args.checkpoint)
-    model = prepare(model, choose_device(args.cuda), args.precision)
+    device = choose_device(args.cuda)
+    warn(precision_warning(device, args.precision))
+    model = prepare(model, device, args.precision)
     scale = checkpoints.scale_of(ckpt)
     test_set = TestDataset(resolve_data(args.data, "test", scale), scale)
-    evaluate_checkpoint(model, test_set, args.self_ensemble, args.save_images)
+    warn(ground_truth_warning(test_set, args.data))
+    evaluate_checkpoint(model, test_set, args.self_ensemble, args.save_images, args.overwrite)
+
+
+def warn(message):
+    if message:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def keep_freed_memory():

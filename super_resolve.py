@@ -31,7 +31,7 @@ try:  # Ctrl-C while torch loads (a second or more) ends as at any other moment:
     from distributed import Group
     from images import FORMAT_NAMES, IMAGE_EXTENSIONS, QUALITY, check_writable, format_named, output_format, \
         read_picture, write_picture
-    from inference import GPU_TILE, PRECISIONS, TILE, Upscaler, bicubic_upscale, prepare
+    from inference import GPU_TILE, PRECISIONS, TILE, Upscaler, bicubic_upscale, precision_warning, prepare
     from utils import HelpFormatter, Parser, UserError, choose_device, non_negative_int, positive_int
     from video import CRF, PRESET, PRESETS, VIDEO_EXTENSIONS, Encoding, is_video, upscale_video
 except KeyboardInterrupt:
@@ -340,34 +340,48 @@ def tile_size(text):
     return value
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the output being written is removed, not left half-written."""
+
+
 def _stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt  # as Ctrl-C: the output being written is removed, not left half-written
+    raise Terminated
 
 
 def _interrupted(error):
-    """Whether ``error`` is Ctrl-C or SIGTERM, or an error raised while one unwound: the stop lands anywhere,
-    inside a lock that tqdm takes for instance, whose release then fails ("cannot release un-acquired lock")."""
+    """The stop (Ctrl-C's KeyboardInterrupt or SIGTERM's :class:`Terminated`) behind ``error``, or None: the
+    stop lands anywhere, inside a lock that tqdm takes for instance, whose release then fails ("cannot release
+    un-acquired lock") while the stop unwinds, and that error is what comes out."""
     while error is not None:
         if isinstance(error, KeyboardInterrupt):
-            return True
+            return error
         error = error.__context__
-    return False
+    return None
 
 
 def prepare_call(args, group):
-    """(upscaler, the (input, output) pairs to do, those skipped with why) of a parsed command line; UserError
-    for anything wrong with it, before anything is written."""
+    """(upscaler, the (input, output) pairs to do, those skipped with why, the inputs not found) of a parsed
+    command line; UserError for anything wrong with it, before anything is written. An input that does not
+    exist is reported as such whatever its output would have been (and never skipped for an existing one)."""
     files, skipped = expand_inputs(args.inputs, args.recursive)
+    missing = [path for path, _ in files if not os.path.lexists(path)]
+    files = [(path, root) for path, root in files if path not in missing]
+    if missing and not files:
+        raise UserError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                                           else ""))
     if args.output and len(files) > 1:
         raise UserError("--output names one file: give a single input image, or use --output-dir")
     if args.output and args.output_dir:
         raise UserError("give --output or --output-dir, not both")
     model, ckpt = checkpoints.load_model(args.checkpoint or DEFAULT_CHECKPOINT)
-    upscaler = Upscaler(prepare(model, choose_device(args.cuda, group.local_rank), args.precision),
-                        checkpoints.scale_of(ckpt), args.tile, args.self_ensemble)
+    device = choose_device(args.cuda, group.local_rank)
+    upscaler = Upscaler(prepare(model, device, args.precision), checkpoints.scale_of(ckpt), args.tile,
+                        args.self_ensemble)
     existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "refuse"
     pairs, existing = plan(files, upscaler.scale, Destination(args.output, args.output_dir, args.format, existing))
-    return upscaler, pairs, skipped + existing
+    if group.main and precision_warning(device, args.precision):
+        print(f"warning: {precision_warning(device, args.precision)}", file=sys.stderr, flush=True)
+    return upscaler, pairs, skipped + existing, missing
 
 
 def say(group, message, code=1):
@@ -378,12 +392,21 @@ def say(group, message, code=1):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    try:
+        return upscale_call(build_parser().parse_args(argv))
+    except KeyboardInterrupt as e:  # a stop before any output was begun (while loading, planning)
+        print("interrupted", file=sys.stderr)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+
+
+def upscale_call(args):
+    """The whole call of a parsed command line: plan, upscale this process's share, sum up; exits non-zero
+    where anything failed."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     group = Group.from_env().join()
     error = None
     try:
-        upscaler, pairs, skipped = prepare_call(args, group)
+        upscaler, pairs, skipped, missing = prepare_call(args, group)
     except UserError as e:
         error = f"error: {e}"
     failing, first_failing = group.totals(error is not None, group.main and error is not None)
@@ -395,19 +418,22 @@ def main(argv=None):
     created = new_folders(out for _, out in pairs)  # before the barrier: no process has made one yet
     group.barrier()  # every process has planned before any writes (else a later one would find outputs)
     if group.main:
+        for path in missing:
+            print(f"error: input not found: {path}", file=sys.stderr)
         for path, reason in skipped:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         if not pairs:
             print("nothing to do", file=sys.stderr)
     failed = run(args, group, upscaler, pairs, created)
-    failed = group.totals(failed)[0]  # every process is done writing
+    failed = group.totals(failed)[0] + len(missing)  # every process is done writing
     if group.main:
         remove_empty(created)
     group.leave()
-    kinds = ("input" if any(is_video(p) for p, _ in pairs) else "image") + ("s" if len(pairs) > 1 else "")
-    if failed and len(pairs) > 1:  # each failure has had its line; a summary where there were several inputs
-        say(group, f"error: {failed} of {len(pairs)} {kinds} failed" + (f" ({group.world} processes)"
-                                                                        if group.world > 1 else ""))
+    count = len(pairs) + len(missing)
+    kinds = ("input" if any(is_video(p) for p, _ in pairs) else "image") + ("s" if count > 1 else "")
+    if failed and count > 1:  # each failure has had its line; a summary where there were several inputs
+        say(group, f"error: {failed} of {count} {kinds} failed" + (f" ({group.world} processes)"
+                                                                   if group.world > 1 else ""))
     if failed:
         sys.exit(1)
     if group.world > 1 and group.main and pairs:
@@ -427,12 +453,14 @@ def run(args, group, upscaler, pairs, created):
             failed += not upscale_one_video(path, out, upscaler, encoding)
         return failed
     except BaseException as e:
-        if not _interrupted(e):
+        stop = _interrupted(e)
+        if stop is None:
             raise
         if group.world == 1:
             remove_empty(created)
         say(group, "interrupted: every output written is whole, the one being written was removed (run again "
-                   "with --skip-existing to do the rest)")
+                   "with --skip-existing to do the rest)", 128 + (signal.SIGTERM if isinstance(stop, Terminated)
+                                                              else signal.SIGINT))
 
 
 if __name__ == "__main__":

@@ -208,3 +208,92 @@ def test_inspect_plot_and_evaluate_save_images_refuse_bad_paths_in_one_line(imag
     r = cli("main.py", "evaluate", ckpt, "--data", image_folder, "--save-images", tmp_path / "taken")
     assert r.returncode == 1 and "is a file" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_resume_of_an_older_checkpoint_refuses_to_write_over_the_later_ones(tiny_run, tmp_path, capsys):
+    run = tiny_run("train", "--num-epoch=2", "--save-freq=1")
+    before = {n: (run / n).read_bytes() for n in os.listdir(run) if n.startswith("checkpoint.")}
+    r = cli("main.py", "resume", run / "checkpoint.1", "--lr=0.05")
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "further into the run than" in r.stderr and "checkpoint.2" in r.stderr and "--out-dir" in r.stderr
+    assert f"main.py resume {run / 'checkpoint.last'}" in r.stderr
+    assert {n: (run / n).read_bytes() for n in before} == before  # nothing written over
+    branch = tmp_path / "branch"
+    r = cli("main.py", "resume", run / "checkpoint.1", "--lr=0.05", "--out-dir", branch)
+    assert r.returncode == 0, r.stderr
+    assert "resuming after 1 epoch\n" in r.stdout  # not "1 epochs"
+    assert checkpoints.load(branch / "checkpoint.last")["epoch"] == 2
+    assert {n: (run / n).read_bytes() for n in before} == before
+    r = cli("main.py", "resume", run / "checkpoint.1", "--out-dir", branch, "--num-epoch=3")  # a folder in use
+    assert r.returncode == 1 and "already holds a run" in r.stderr
+
+
+def test_train_ends_naming_its_best_epoch_and_config_json_holds_the_values_used(tiny_run, capsys):
+    import json
+    run = tiny_run("train", "--num-epoch=2")
+    out = capsys.readouterr().out.splitlines()
+    best = checkpoints.load(run / "checkpoint.best")
+    assert out[-2] == (f"best: epoch {best['epoch']}, test PSNR-Y {best['psnr']:.3f} dB, saved as "
+                       f"{run / 'checkpoint.best'}")
+    assert out[-1] == f"upscale with it: python super_resolve.py --checkpoint {run / 'checkpoint.best'} IMAGE"
+    config = json.loads((run / "config.json").read_text())
+    assert config["name"] == "srcnn-x3" and config["out_dir"] == str(run)
+    assert config["train_data"] and config["test_data"] and config["kernels"] == [9, 1, 5]
+    assert config == {k: list(v) if isinstance(v, tuple) else v for k, v in best["args"].items()}
+
+
+@pytest.mark.parametrize("tool", [["main.py", "train", "--num-epoch=1"], ["super_resolve.py", "x.png"],
+                                  ["datasets.py", "data/T91", "x.h5", "--kind", "train"]],
+                         ids=["main", "super_resolve", "datasets"])
+def test_ctrl_c_while_torch_loads_ends_in_one_line_with_status_130(tool):
+    """The signal is sent once the process has mapped torch's library into memory, so it lands in the middle of
+    the imports, every time."""
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, *tool], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 60
+    while proc.poll() is None and time.time() < deadline:
+        with open(f"/proc/{proc.pid}/maps") as maps:
+            if "libtorch" in maps.read():
+                break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "interrupted\n", (proc.returncode, err[-2000:])
+
+
+def test_evaluate_and_inspect_keep_existing_pictures_unless_told_to_overwrite(tmp_path, image_folder):
+    ckpt = f"{ROOT}/checkpoint.pth"
+    folder = tmp_path / "compare"
+    folder.mkdir()
+    (folder / "img1_comparison.png").write_text("mine")
+    r = cli("main.py", "evaluate", ckpt, "--data", image_folder, "--save-images", folder)
+    assert r.returncode == 1 and r.stdout == "" and "img1_comparison.png exists already" in r.stderr
+    assert (folder / "img1_comparison.png").read_text() == "mine" and len(os.listdir(folder)) == 1
+    r = cli("main.py", "evaluate", ckpt, "--data", image_folder, "--save-images", folder, "--overwrite")
+    assert r.returncode == 0 and len(os.listdir(folder)) == 4  # 3 images and the colour card
+    from PIL import Image
+    assert Image.open(folder / "img1_comparison.png").size[0] > 100
+    (tmp_path / "p.png").write_text("mine")
+    r = cli("main.py", "inspect", ckpt, "--plot", tmp_path / "p.png")
+    assert r.returncode == 1 and r.stdout == "" and (tmp_path / "p.png").read_text() == "mine"
+    assert cli("main.py", "inspect", ckpt, "--plot", tmp_path / "p.png", "--overwrite").returncode == 0
+
+
+def test_evaluate_on_low_resolution_pictures_warns_that_it_needs_ground_truths():
+    r = cli("main.py", "evaluate", f"{ROOT}/checkpoint.pth", "--data", f"{ROOT}/image_examples/lr")
+    assert r.returncode == 0 and r.stderr.startswith("warning: every image in") and "ground truth" in r.stderr
+    r = cli("main.py", "evaluate", f"{ROOT}/checkpoint.pth", "--data", f"{ROOT}/image_examples/hr")
+    assert r.returncode == 0 and "warning" not in r.stderr
+
+
+def test_fp16_on_a_cpu_warns_as_amp_does(image_folder, monkeypatch):
+    r = cli("main.py", "evaluate", f"{ROOT}/checkpoint.pth", "--data", image_folder, "--precision", "fp16")
+    assert r.returncode == 0 and "warning: --precision fp16 runs several times slower than fp32 on a CPU" in r.stderr
+    import inference
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
+    assert "no bfloat16 instructions" in inference.precision_warning(torch.device("cpu"), "bf16")
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: True)
+    assert inference.precision_warning(torch.device("cpu"), "bf16") is None
+    assert inference.precision_warning(torch.device("cpu"), "fp32") is None

@@ -180,3 +180,24 @@ def test_output_that_contradicts_format_or_is_a_folder_is_refused(checkpoint, tm
     assert r.returncode == 1 and "is a folder; use --output-dir" in r.stderr and not os.listdir(tmp_path / "dir")
     assert upscale_cli(checkpoint, src, "--output", tmp_path / "o.jpeg", "--format", "jpeg").returncode == 0
     assert Image.open(tmp_path / "o.jpeg").format == "JPEG"
+
+
+def test_a_mistyped_input_is_not_found_before_anything_about_its_output(checkpoint, tmp_path):
+    """photo.jpeg does not exist, photo.jpg and its output photo_srcnn_x3.png do: the answer is "not found",
+    never "photo_srcnn_x3.png exists", and --skip-existing does not turn it into success."""
+    image(tmp_path / "photo.jpg")
+    image(tmp_path / "photo_srcnn_x3.png")
+    for extra in ([], ["--skip-existing"], ["--overwrite"]):
+        r = upscale_cli(checkpoint, tmp_path / "photo.jpeg", *extra)
+        assert r.returncode == 1 and r.stderr == f"error: input not found: {tmp_path / 'photo.jpeg'}\n", r.stderr
+    r = upscale_cli(checkpoint, tmp_path / "photo.jpeg", tmp_path / "photo.jpg", "--skip-existing")
+    assert r.returncode == 1 and f"error: input not found: {tmp_path / 'photo.jpeg'}" in r.stderr
+    assert "skipped" in r.stderr  # the other input's existing output is skipped as asked
+
+
+def test_jpg_and_tif_are_format_names_too(checkpoint, tmp_path):
+    src = image(tmp_path / "a.png")
+    for name, ext, pillow in (("jpg", ".jpg", "JPEG"), ("tif", ".tiff", "TIFF")):
+        r = upscale_cli(checkpoint, src, "--format", name)
+        assert r.returncode == 0, r.stderr
+        assert Image.open(tmp_path / f"a_srcnn_x3{ext}").format == pillow

@@ -26,3 +26,18 @@ def test_choose_device_refuses_cuda_it_cannot_give(monkeypatch):
     assert choose_device(True, 1) == torch.device("cuda", 1)
     with pytest.raises(UserError, match="has 2, so its process 2 has none: start at most --nproc_per_node=2"):
         choose_device(True, 2)  # torchrun --nproc_per_node=3 on a 2-GPU machine
+
+
+def test_a_slip_on_the_command_line_gets_the_nearest_valid_flags_or_subcommand(capsys):
+    import main
+    import super_resolve
+    for parser, argv, hint in [(main.build_parser(), ["train", "--num-epochs", "2"], "did you mean --num-epoch"),
+                               (main.build_parser(), ["trian"], "did you mean train?"),
+                               (main.build_parser(), ["train", "--learning-rate=1"], None),
+                               (super_resolve.build_parser(), ["x.png", "--formt", "png"], "did you mean --format?")]:
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and err.endswith("(see --help)\n"), err
+        assert (hint in err) if hint else "did you mean" not in err, err
+    assert super_resolve.build_parser().parse_args(["x.png", "--format", "jpg"]).format == "jpg"  # an alias
