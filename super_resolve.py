@@ -37,6 +37,9 @@ try:  # Ctrl-C while torch loads (a second or more) ends as at any other moment:
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     sys.exit(130)
+except ModuleNotFoundError as e:  # a requirement not installed: one line, not a traceback
+    print(f"error: the Python package {e.name} is missing; pip install -r requirements.txt", file=sys.stderr)
+    sys.exit(1)
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint.pth")
 MIN_TILE = 32  # output pixels: below about twice the 13-pixel receptive field, tiles mostly recompute margins
@@ -216,19 +219,24 @@ def _read(path, out, fmt):
 
 
 def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY):
-    """Upscale each (input, output) of ``pairs``; returns how many failed, each reported on a line.
+    """Upscale each (input, output) of ``pairs``; returns how many failed, each reported on a line. What an
+    output cannot hold of its input gets a ``note:`` line.
 
     Reading and decoding the next image and encoding and writing the last one run in worker threads
     (Pillow releases the GIL while it decodes, encodes and compresses) while this one is upscaled."""
     failed = 0
 
-    def report(future):
+    def report(future, out):
         nonlocal failed
         try:
-            tqdm.write(f"wrote {future.result()}")
+            notes = future.result()
         except UserError as e:
             failed += 1
             tqdm.write(f"error: {e}", file=sys.stderr)
+            return
+        for note in notes:
+            tqdm.write(f"note: {out}: {note}", file=sys.stderr)
+        tqdm.write(f"wrote {out}")
 
     bar = tqdm(pairs, desc="upscaling", unit="image", disable=None if len(pairs) > 1 else True)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -243,10 +251,10 @@ def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY):
                 tqdm.write(f"error: {e}", file=sys.stderr)
                 continue
             if writing is not None:
-                report(writing)
-            writing = pool.submit(write_picture, picture, out, output_format(out, fmt), quality)
+                report(*writing)
+            writing = pool.submit(write_picture, picture, out, output_format(out, fmt), quality), out
         if writing is not None:
-            report(writing)
+            report(*writing)
     return failed
 
 

@@ -1,7 +1,15 @@
-"""What the user's files carry comes back with the upscaled pixels: ICC profile, EXIF, DPI, text, 16 bits,
-every form of transparency, animation frames with their timing; files the tool cannot handle are refused
-with one line. Every file here is made by the test and read back after the round trip."""
+"""What the user's files carry comes back with the upscaled pixels: ICC profile, EXIF, XMP, IPTC, DPI, PNG text
+and colour chunks, comments, 16 bits, every form of transparency, animation frames with their timing; what a
+format cannot hold is named in a note, and files the tool cannot handle are refused with one line. Every file here is made by the test (its metadata
+with Pillow and exiv2) and read back after the round trip, by exiftool too where it is installed."""
 
+import io
+import json
+import shutil
+import struct
+import subprocess
+
+import exiv2
 import numpy as np
 import png
 import pytest
@@ -69,18 +77,39 @@ def test_16_bit_rgb_png_stays_16_bit_with_its_text_chunks(checkpoint, tmp_path):
     assert np.abs(out / 257.0 - eight).mean() < 1.0
 
 
-def test_16_bit_png_and_tiff_keep_profile_dpi_and_text(checkpoint, tmp_path):
+def test_16_bit_png_and_tiff_keep_profile_dpi_text_exif_xmp_and_iptc(checkpoint, tmp_path):
     deep = (photo().astype(np.uint16) * 257)
     src = tmp_path / "deep.tiff"
     tifffile.imwrite(src, deep, photometric="rgb", iccprofile=SRGB, resolution=(150, 150), resolutionunit="INCH")
-    for fmt in ("png", "tiff"):
-        r = upscale_cli(checkpoint, src, "--output-dir", tmp_path / fmt, "--format", fmt)
-        assert r.returncode == 0, r.stderr
-        out = next((tmp_path / fmt).iterdir())
+    tag(src, exif=[("Exif.Image.Make", "Nikon"), ("Exif.Photo.DateTimeOriginal", "2020:01:02 03:04:05")],
+        xmp=[("Xmp.dc.creator", ["Jane Doe"])], iptc=[("Iptc.Application2.Keywords", "deep")])
+    text = tmp_path / "text.png"  # pypng's 16-bit file with text chunks added, as Pillow makes them
+    png.from_array(deep.reshape(20, -1), "RGB;16").save(text)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "a bird")
+    info.add_itxt("Comment", "café")
+    with open(text, "rb") as f:
+        chunks = list(png.Reader(file=f).chunks())
+    with open(text, "wb") as f:
+        png.write_chunks(f, chunks[:1] + [c[:2] for c in info.chunks] + chunks[1:])
+    for source, fmt in ((src, "png"), (src, "tiff"), (text, "png")):
+        out = tmp_path / f"{source.stem}_out.{fmt}"
+        r = upscale_cli(checkpoint, source, "--output", out)
+        assert r.returncode == 0 and "note:" not in r.stderr, r.stderr
         picture = read_picture(str(out))
         assert picture.bits == 16 and picture.frames[0].shape == (60, 72, 3)
-        assert picture.info["icc_profile"] == SRGB
-        assert tuple(round(v) for v in picture.info["dpi"]) == (150, 150)
+        got = blocks(out)
+        if source == text:
+            assert Image.open(out).text == {"Title": "a bird", "Comment": "café"}
+            continue
+        assert got["icc"] == SRGB and tuple(round(v) for v in got["dpi"]) == (150, 150)
+        assert got["exif"]["Exif.Image.Make"] == "Nikon"
+        assert got["exif"]["Exif.Photo.DateTimeOriginal"] == "2020:01:02 03:04:05"
+        assert got["exif"].get("Exif.Image.ImageWidth", "72") == "72"  # not the input's 24
+        if fmt == "png":  # the TIFF's layout is not kept; a TIFF output has its own
+            layout = {"Exif.Image.Compression", "Exif.Image.BitsPerSample", "Exif.Image.StripOffsets"}
+            assert not layout & set(got["exif"])
+        assert (got["xmp"]["Xmp.dc.creator"], got["iptc"]) == ("Jane Doe", ["deep"])
 
 
 def test_png_text_chunks_and_tRNS_colour_key_are_kept(checkpoint, tmp_path):
@@ -232,3 +261,240 @@ def test_a_transparent_animated_gif_leaves_no_trails(checkpoint, tmp_path):
     assert len(got) == 3
     for w, g in zip(want, got):  # the same share of each frame is opaque as in the input (x3 each way)
         assert abs(g.mean() - w.mean()) < 0.03, (g.mean(), w.mean())
+
+
+# --------------------------------------------------------------------------- metadata blocks and transparency
+
+# What each output format holds of a camera JPEG's metadata, as docs/files.md tables it; the note names the rest
+HOLDS = {"png": {"icc", "exif", "xmp", "iptc", "dpi", "comment"},
+         "jpeg": {"icc", "exif", "xmp", "iptc", "dpi", "comment"},
+         "webp": {"icc", "exif", "xmp"}, "tiff": {"icc", "exif", "xmp", "iptc", "dpi"},
+         "gif": {"comment"}, "bmp": {"dpi"}}
+NOT_HELD = {"png": None, "jpeg": None, "webp": "IPTC, DPI, comment", "tiff": "comment",
+            "gif": "ICC profile, EXIF, XMP, IPTC, DPI", "bmp": "ICC profile, EXIF, XMP, IPTC, comment"}
+EXTENSION = {"png": "png", "jpeg": "jpg", "webp": "webp", "tiff": "tiff", "gif": "gif", "bmp": "bmp"}
+
+
+def tag(path, exif=(), xmp=(), iptc=()):
+    """Write the (key, value) pairs of EXIF, XMP and IPTC into the image file ``path`` with exiv2 (the XMP
+    values that are lists as XMP arrays; IPTC keys given twice repeat)."""
+    image = exiv2.ImageFactory.open(str(path))
+    image.readMetadata()
+    for key, value in exif:
+        image.exifData()[key] = value
+    for key, value in xmp:
+        if isinstance(value, list):
+            array = exiv2.XmpArrayValue(exiv2.TypeId.xmpSeq)
+            for v in value:
+                array.read(v)
+            image.xmpData().add(exiv2.XmpKey(key), array)
+        else:
+            image.xmpData()[key] = value
+    for key, value in iptc:
+        image.iptcData().add(exiv2.IptcKey(key), exiv2.StringValue(value))
+    image.writeMetadata()
+    return path
+
+
+def camera_jpeg(path):
+    """A 24x20 camera JPEG shown turned (EXIF and XMP orientation 6): sRGB profile, 300 dpi, a comment, EXIF
+    with make, model, copyright, GPS, its pixel size and a thumbnail, XMP creator and pixel size, IPTC keywords."""
+    Image.fromarray(photo()).save(path, quality=95, icc_profile=SRGB, dpi=(300, 300), comment=b"on a tripod")
+    thumbnail = io.BytesIO()
+    Image.fromarray(photo()[::2, ::2]).save(thumbnail, "JPEG")
+    image = exiv2.ImageFactory.open(str(path))
+    image.readMetadata()
+    exiv2.ExifThumb(image.exifData()).setJpegThumbnail(thumbnail.getvalue())  # as cameras write, unturned
+    image.writeMetadata()
+    return tag(path, exif=[("Exif.Image.Make", "Canon"), ("Exif.Image.Model", "Canon EOS R5"),
+                           ("Exif.Image.Orientation", exiv2.UShortValue(6)), ("Exif.Image.Copyright", "(c) Jane Doe"),
+                           ("Exif.GPSInfo.GPSLatitudeRef", "N"), ("Exif.GPSInfo.GPSLatitude", "48/1 51/1 3024/100"),
+                           ("Exif.Photo.PixelXDimension", 24), ("Exif.Photo.PixelYDimension", 20)],
+               xmp=[("Xmp.dc.creator", ["Jane Doe"]), ("Xmp.tiff.Orientation", "6"),
+                    ("Xmp.exif.PixelXDimension", "24")],
+               iptc=[("Iptc.Application2.Keywords", "paris"), ("Iptc.Application2.Keywords", "tower")])
+
+
+def blocks(path):
+    """{kind: what it says} of the metadata in the image file ``path``: EXIF, XMP and IPTC as exiv2 reads them,
+    the ICC profile, DPI and comment as Pillow does."""
+    image = exiv2.ImageFactory.open(str(path))
+    image.readMetadata()
+    exif, xmp, iptc = image.exifData(), image.xmpData(), image.iptcData()
+    im = Image.open(path)
+    comment = im.info.get("comment", getattr(im, "text", {}).get("Comment", b""))
+    found = {"icc": im.info.get("icc_profile"), "dpi": im.info.get("dpi"),
+             "comment": comment.rstrip(b"\0") if isinstance(comment, bytes) else comment.encode(),
+             "exif": {d.key(): str(d.value()) for d in exif if d.key().split(".")[1] in ("Image", "Photo", "GPSInfo")},
+             "thumbnail": [d.key() for d in exif if d.groupName() == "Thumbnail"],
+             "xmp": {d.key(): str(d.value()) for d in xmp}, "iptc": [str(d.value()) for d in iptc]}
+    return {k: v for k, v in found.items() if v}
+
+
+def test_every_metadata_block_goes_into_each_format_that_holds_it_and_a_note_names_the_rest(checkpoint, tmp_path):
+    src = camera_jpeg(tmp_path / "cam.jpg")
+    for fmt, holds in HOLDS.items():
+        out = tmp_path / f"out.{EXTENSION[fmt]}"
+        r = upscale_cli(checkpoint, src, "--output", out)
+        assert r.returncode == 0, r.stderr
+        notes = [line for line in r.stderr.splitlines() if line.startswith("note:")]
+        assert notes == ([f"note: {out}: {fmt} cannot hold {NOT_HELD[fmt]}: not kept"] if NOT_HELD[fmt] else []), fmt
+        got = blocks(out)
+        assert set(got) == holds, fmt  # and no thumbnail: the input's pixels, small and not turned upright
+        assert Image.open(out).size == (60, 72)  # 20 x 24 shown upright, x3
+        if "exif" in holds:
+            exif = got["exif"]
+            assert (exif["Exif.Image.Make"], exif["Exif.Image.Copyright"]) == ("Canon", "(c) Jane Doe"), fmt
+            assert exif["Exif.GPSInfo.GPSLatitude"] == "48/1 51/1 3024/100", fmt
+            assert exif.get("Exif.Image.Orientation", "1") == "1", fmt  # the rotation is in the pixels now
+            assert (exif["Exif.Photo.PixelXDimension"], exif["Exif.Photo.PixelYDimension"]) == ("60", "72"), fmt
+        if "xmp" in holds:
+            assert got["xmp"]["Xmp.dc.creator"] == "Jane Doe", fmt
+            assert (got["xmp"]["Xmp.tiff.Orientation"], got["xmp"]["Xmp.exif.PixelXDimension"]) == ("1", "60"), fmt
+        if "iptc" in holds:
+            assert got["iptc"] == ["paris", "tower"], fmt
+        if "icc" in holds:
+            assert got["icc"] == SRGB, fmt
+        if "dpi" in holds:
+            assert tuple(round(v) for v in got["dpi"]) == (300, 300), fmt
+        if "comment" in holds:
+            assert got["comment"] == b"on a tripod", fmt
+
+
+def exiftool(path):
+    """exiftool's reading of ``path``, {group:tag: value}; skips the test where exiftool is not installed."""
+    if shutil.which("exiftool") is None:
+        pytest.skip("exiftool not installed (Debian/Ubuntu: apt-get install libimage-exiftool-perl): "
+                    "the outputs are not read back by a second reader")
+    run = subprocess.run(["exiftool", "-G", "-j", "-a", str(path)], capture_output=True, text=True, check=True)
+    return json.loads(run.stdout)[0]
+
+
+def test_exiftool_reads_every_block_of_every_output_and_no_warning(checkpoint, tmp_path):
+    src = camera_jpeg(tmp_path / "cam.jpg")
+    exiftool(src)  # skips here without exiftool, before any work
+    for fmt, holds in HOLDS.items():
+        out = tmp_path / f"out.{EXTENSION[fmt]}"
+        assert upscale_cli(checkpoint, src, "--output", out).returncode == 0
+        tags = exiftool(out)
+        groups = {key.split(":")[0] for key in tags}
+        assert "ExifTool:Warning" not in tags and "ExifTool:Error" not in tags, (fmt, tags)
+        assert ("EXIF" in groups) == ("exif" in holds or fmt == "tiff"), fmt  # a TIFF's own tags are EXIF to exiftool
+        assert [g in groups for g in ("XMP", "IPTC", "ICC_Profile")] == \
+               ["xmp" in holds, "iptc" in holds, "icc" in holds], fmt
+        if "exif" in holds:
+            assert (tags["EXIF:Make"], tags["EXIF:Orientation"]) == ("Canon", "Horizontal (normal)"), fmt
+            assert (tags["EXIF:ExifImageWidth"], tags["EXIF:ExifImageHeight"]) == (60, 72), fmt
+            assert tags["EXIF:GPSLatitude"] == "48 deg 51' 30.24\"" and "EXIF:ThumbnailImage" not in tags, fmt
+        if "xmp" in holds:
+            assert (tags["XMP:Creator"], tags["XMP:Orientation"], tags["XMP:ExifImageWidth"]) == \
+                   ("Jane Doe", "Horizontal (normal)", 60), fmt
+        if "iptc" in holds:
+            assert tags["IPTC:Keywords"] == ["paris", "tower"], fmt
+        if "icc" in holds:
+            assert tags["ICC_Profile:ProfileDescription"] == "sRGB built-in", fmt
+    png_src = tmp_path / "chunks.png"
+    Image.fromarray(photo()).save(png_src, pnginfo=colour_chunks())
+    assert upscale_cli(checkpoint, png_src, "--output", tmp_path / "chunks_out.png").returncode == 0
+    tags = exiftool(tmp_path / "chunks_out.png")
+    assert (tags["PNG:Gamma"], tags["PNG:SRGBRendering"], tags["PNG:WhitePointX"], tags["PNG:Title"]) == \
+           (2.2, "Perceptual", 0.3127, "a bird")
+
+
+def colour_chunks():
+    """A PngInfo with the colour chunks gAMA (1/2.2), cHRM (sRGB's), sRGB (perceptual), cICP (BT.709, sRGB
+    transfer, full range) and a Title text."""
+    info = PngImagePlugin.PngInfo()
+    for kind, data in COLOUR_CHUNKS.items():
+        info.add(kind, data)
+    info.add_text("Title", "a bird")
+    return info
+
+
+COLOUR_CHUNKS = {b"gAMA": struct.pack(">I", 45455),
+                 b"cHRM": struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000),
+                 b"sRGB": b"\0", b"cICP": bytes([1, 13, 0, 1])}
+
+
+def chunks_of(path):
+    return [(kind, data) for kind, data in png.Reader(filename=str(path)).chunks() if kind not in (b"IDAT", b"IEND")]
+
+
+def test_png_colour_chunks_come_through_as_they_are_in_8_and_16_bits(checkpoint, tmp_path):
+    src8 = tmp_path / "c8.png"
+    Image.fromarray(photo()).save(src8, pnginfo=colour_chunks())
+    src16 = tmp_path / "c16.png"  # pypng's file with the chunks added: a 16-bit picture Pillow cannot write
+    png.from_array((photo().astype(np.uint16) * 257).reshape(20, -1), "RGB;16").save(src16)
+    with open(src16, "rb") as f:
+        chunks = list(png.Reader(file=f).chunks())
+    with open(src16, "wb") as f:
+        png.write_chunks(f, chunks[:1] + list(COLOUR_CHUNKS.items()) + chunks[1:])
+    for src in (src8, src16):
+        out = tmp_path / f"{src.stem}_out.png"
+        r = upscale_cli(checkpoint, src, "--output", out)
+        assert r.returncode == 0 and "note:" not in r.stderr, r.stderr
+        got = dict(chunks_of(out))
+        assert {kind: got.get(kind) for kind in COLOUR_CHUNKS} == COLOUR_CHUNKS, src
+        r = upscale_cli(checkpoint, src, "--output", tmp_path / f"{src.stem}.jpg")
+        assert r.returncode == 0, r.stderr
+        assert "PNG colour chunks (gAMA, cHRM, sRGB, cICP)" in r.stderr.split("jpeg cannot hold")[1]
+    assert png.Reader(filename=str(tmp_path / "c16_out.png")).read()[3]["bitdepth"] == 16
+
+
+def test_an_orientation_in_xmp_alone_is_applied_and_reset(checkpoint, tmp_path):
+    src = tmp_path / "xmp.png"
+    Image.fromarray(photo()).save(src)
+    tag(src, xmp=[("Xmp.tiff.Orientation", "6")])
+    for out in (tmp_path / "o.png", tmp_path / "o.jpg", tmp_path / "o.webp", tmp_path / "o.tiff"):
+        assert upscale_cli(checkpoint, src, "--output", out).returncode == 0
+        assert Image.open(out).size == (60, 72), out
+        assert blocks(out)["xmp"]["Xmp.tiff.Orientation"] == "1", out
+        assert ImageOps.exif_transpose(Image.open(out)).size == (60, 72), out  # as a viewer shows it
+
+
+def test_a_jpeg_resolution_without_a_unit_or_missing_is_no_dpi(checkpoint, tmp_path):
+    unitless, none = tmp_path / "unitless.jpg", tmp_path / "none.jpg"
+    Image.fromarray(photo()).save(unitless)  # JFIF density 1:1, no unit: an aspect ratio only
+    tag(unitless, exif=[("Exif.Image.XResolution", "1/1"), ("Exif.Image.YResolution", "1/1"),
+                        ("Exif.Image.ResolutionUnit", exiv2.UShortValue(1))])
+    Image.fromarray(photo()).save(none)
+    tag(none, exif=[("Exif.Image.Make", "Canon")])  # Pillow reports 72 dpi for it
+    for src in (unitless, none):
+        for out in (tmp_path / f"{src.stem}_o.png", tmp_path / f"{src.stem}_o.jpg"):
+            assert upscale_cli(checkpoint, src, "--output", out).returncode == 0
+            assert "dpi" not in read_picture(str(out)).info, out
+    assert b"pHYs" not in dict(chunks_of(tmp_path / "unitless_o.png"))
+
+
+def test_animations_keep_every_frame_and_duration_with_their_metadata_written_in(checkpoint, tmp_path):
+    frames = [Image.fromarray(np.full((10, 12, 3), (60 * i, 100, 200 - 50 * i), np.uint8)) for i in range(3)]
+    src = tmp_path / "anim.png"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=[100, 200, 300], loop=2, icc_profile=SRGB)
+    tag(src, exif=[("Exif.Image.Artist", "Jane Doe")], xmp=[("Xmp.dc.creator", ["Jane Doe"])])
+    for out in (tmp_path / "o.png", tmp_path / "o.webp"):
+        assert upscale_cli(checkpoint, src, "--output", out).returncode == 0
+        shown = []
+        for f in ImageSequence.Iterator(Image.open(out)):
+            f.load()  # WebP gives a frame's duration once it is decoded
+            shown.append((f.size, f.info["duration"]))
+        assert shown == [((36, 30), d) for d in (100, 200, 300)], out
+        got = blocks(out)
+        assert got["exif"]["Exif.Image.Artist"] == "Jane Doe" and got["xmp"]["Xmp.dc.creator"] == "Jane Doe", out
+        assert got["icc"] == SRGB, out
+
+
+@pytest.mark.parametrize("where, value, says", [(8, b"\xff\xff", "part of its EXIF, XMP or IPTC could not be read"),
+                                                (4, b"\x7f\xff\xff\xff", "its EXIF, XMP and IPTC could not be read")])
+def test_exif_that_cannot_be_read_is_a_note_and_the_picture_is_written(checkpoint, tmp_path, where, value, says):
+    src = tmp_path / "bad.jpg"
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    Image.fromarray(photo()).save(src, exif=exif.tobytes())
+    data = bytearray(src.read_bytes())
+    start = data.find(b"Exif\0\0") + 6  # the TIFF header: byte order, 42, then the first directory's offset
+    data[start + where:start + where + len(value)] = value  # its number of entries, or the offset itself
+    src.write_bytes(bytes(data))
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "o.png")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(f"note: {tmp_path / 'o.png'}: {says} (")
+    assert Image.open(tmp_path / "o.png").size == (72, 60)
