@@ -7,7 +7,8 @@ kind (:data:`KINDS`: ICC profile, EXIF, XMP, IPTC, DPI, PNG text and colour chun
 EXIF or XMP asks for applied to the pixels and the tag reset. :func:`write_picture` writes upscaled frames
 back, atomically, in one of the :data:`FORMATS`: one :class:`Format` record each says what the format holds
 and how it is saved; the blocks it holds are written, the pixel size in EXIF and XMP set to the output's,
-and the others named in a note. Nothing here knows about the network.
+and the others named in a note. Transparency goes into a format without it flattened onto a background.
+Nothing here knows about the network.
 
 Pillow reads and writes the pixels, ICC profiles, DPI, PNG chunks and comments, except 16-bit colour, which
 it reduces to 8 bits: 16-bit PNGs are read and written with pypng, 16-bit TIFFs with tifffile. EXIF, XMP and
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import exiv2
 import numpy as np
 import png
-from PIL import Image, ImageSequence, PngImagePlugin
+from PIL import Image, ImageColor, ImageSequence, PngImagePlugin
 
 from utils import UserError, atomic_write
 
@@ -59,6 +60,7 @@ logging.getLogger("exiv2").propagate = False
 # and graphics (the same list for both, so that a file is never taken one way and skipped the other).
 IMAGE_EXTENSIONS = (".png", ".apng", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 QUALITY = 95  # JPEG and WebP: high, as upscaling adds detail that a low quality would blur away again
+WHITE = (255, 255, 255)  # the background transparency is flattened onto by default, as image editors do
 EXIF_ORIENTATION = 0x0112
 TIFF_X_RESOLUTION, TIFF_RESOLUTION_UNIT = 0x011A, 0x0128  # unit 1: none, 2: inch (the default), 3: centimetre
 
@@ -82,20 +84,22 @@ TIFF_LAYOUT_TAGS = ("ColorMap", "YCbCrCoefficients", "ReferenceBlackWhite", "Sub
 SIZE_TAGS = {"Exif.Photo.PixelXDimension": 1, "Exif.Photo.PixelYDimension": 0, "Exif.Image.ImageWidth": 1,
              "Exif.Image.ImageLength": 0, "Xmp.exif.PixelXDimension": 1, "Xmp.exif.PixelYDimension": 0,
              "Xmp.tiff.ImageWidth": 1, "Xmp.tiff.ImageLength": 0}
+BAND = 256  # rows flattened at a time: bounds the temporary arrays of a large picture
 
 
 @dataclass(frozen=True)
 class Format:
     """An output format: its ``name`` (for --format), Pillow's name for it, its file ``extensions`` (the
     first is written, all are recognised, and their names without the dot are --format aliases), whether it
-    holds several ``frames`` and ``alpha``, the metadata :data:`KINDS` it holds (as written here),
+    holds several ``frames``, its ``transparency`` ("alpha": an alpha channel; "binary": each pixel shown or
+    not, as GIF; "none"), the metadata :data:`KINDS` it holds (as written here, measured in docs/files.md),
     ``options``: the Pillow save options for a --quality, and ``write16``: the writer of 16-bit colour, for a
     format that holds it (Pillow does not write it)."""
     name: str
     pillow: str
     extensions: tuple
     frames: bool = False
-    alpha: bool = True
+    transparency: str = "alpha"
     icc: bool = False
     exif: bool = False
     xmp: bool = False
@@ -119,17 +123,35 @@ FORMATS = {f.name: f for f in [
            text=True, colour=True, comment=True, options=lambda quality: {"compress_level": 1},
            write16=lambda picture, kept, path: _write_png16(picture, kept, path)),
     # subsampling 0 is 4:4:4 (full-resolution colour), 2 is 4:2:0
-    Format("jpeg", "JPEG", (".jpg", ".jpeg"), alpha=False, icc=True, exif=True, xmp=True, iptc=True,
+    Format("jpeg", "JPEG", (".jpg", ".jpeg"), transparency="none", icc=True, exif=True, xmp=True, iptc=True,
            dpi=True, comment=True,
            options=lambda quality: {"quality": quality, "subsampling": 0 if quality >= 90 else 2}),
     Format("webp", "WEBP", (".webp",), frames=True, icc=True, exif=True, xmp=True,
            options=lambda quality: {"quality": quality, "lossless": quality == 100, "method": 4}),
     Format("tiff", "TIFF", (".tiff", ".tif"), icc=True, exif=True, xmp=True, iptc=True, dpi=True,
            write16=lambda picture, kept, path: _write_tiff16(picture, kept, path)),
-    Format("gif", "GIF", (".gif",), frames=True, comment=True),
-    Format("bmp", "BMP", (".bmp",), alpha=False, dpi=True),
+    Format("gif", "GIF", (".gif",), frames=True, transparency="binary", comment=True),
+    Format("bmp", "BMP", (".bmp",), transparency="none", dpi=True),
 ]}
 FORMAT_NAMES = {**{e[1:]: f.name for f in FORMATS.values() for e in f.extensions}, **{n: n for n in FORMATS}}
+
+
+def parse_colour(text):
+    """The (r, g, b) of a colour given as a name Pillow knows ("white", "black", "grey"...), "#rrggbb" or
+    "r,g,b" (0-255 each); ValueError for anything else, or a colour with transparency."""
+    parts = text.split(",")
+    if len(parts) == 3 and all(p.strip().isdigit() for p in parts):
+        rgb = tuple(int(p) for p in parts)
+        if max(rgb) > 255:
+            raise ValueError(f"{text!r}: each of r,g,b goes from 0 to 255")
+        return rgb
+    try:
+        rgb = ImageColor.getrgb(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a colour: give a name (white, black...), #rrggbb or r,g,b") from None
+    if len(rgb) == 4:
+        raise ValueError(f"{text!r}: a background is opaque; give #rrggbb or r,g,b")
+    return rgb
 
 
 def format_named(name):
@@ -396,13 +418,17 @@ def check_writable(picture, fmt, path):
                         f"frames); write {', '.join(f.name for f in FORMATS.values() if f.frames)}")
 
 
-def write_picture(picture, path, fmt, quality=QUALITY):
+def write_picture(picture, path, fmt, quality=QUALITY, background=WHITE):
     """Write ``picture`` (upscaled frames and alphas, the input's metadata) to ``path`` in the :class:`Format`
-    ``fmt``, atomically, with the metadata the format holds. Returns notes, one line each, on what was not
-    kept. 16-bit pictures stay 16-bit in the formats that hold 16 bits and are rounded to 8 bits in the
+    ``fmt``, atomically: the metadata the format holds, its transparency flattened onto ``background``
+    ((r, g, b), 0-255) where the format has none. Returns notes, one line each, on what was not kept or was
+    flattened. 16-bit pictures stay 16-bit in the formats that hold 16 bits and are rounded to 8 bits in the
     others."""
     check_writable(picture, fmt, path)
     kept, notes = _kept(picture, fmt)
+    if picture.alphas[0] is not None and fmt.transparency != "alpha":
+        picture, flattened = _flattened(picture, fmt, background)
+        notes += flattened
     height, width = picture.frames[0].shape[:2]
 
     def write(tmp):
@@ -437,6 +463,42 @@ def _label(kind, value):
     return KINDS[kind]
 
 
+def _flattened(picture, fmt, background):
+    """(``picture`` with its transparency as the :class:`Format` ``fmt`` holds it, flattened onto ``background``;
+    a note, in a list, saying so where any pixel changed). A format with none gets every pixel composited;
+    GIF, which shows a pixel or not, gets the partly transparent ones composited and those under half opaque
+    left out (a matte, as image editors export GIF)."""
+    binary = fmt.transparency == "binary"
+    top = np.iinfo(picture.alphas[0].dtype).max
+    if binary:
+        if not any(((a > 0) & (a < top)).any() for a in picture.alphas):
+            return picture, []
+        alphas = [np.where(a > top // 2, top, 0).astype(a.dtype) for a in picture.alphas]
+    elif all(a.min() == top for a in picture.alphas):  # opaque: nothing to flatten
+        return replace(picture, alphas=[None] * len(picture.frames)), []
+    else:
+        alphas = [None] * len(picture.frames)
+    frames = [_flatten(f, a, background) for f, a in zip(picture.frames, picture.alphas)]
+    colour = "#%02x%02x%02x" % tuple(background)
+    note = (f"{fmt.name} shows a pixel or hides it: partly transparent pixels blended onto {colour} (--background), "
+            f"those under half opaque hidden" if binary else
+            f"{fmt.name} has no transparency: flattened onto {colour} (--background)")
+    gray = picture.gray and len(set(background)) == 1
+    return replace(picture, frames=frames, alphas=alphas, gray=gray), [note]
+
+
+def _flatten(rgb, alpha, background):
+    """``rgb`` composited over ``background`` by ``alpha``: a * rgb + (1 - a) * background per pixel, a = alpha
+    / its maximum, rounded, in the bit depth of ``rgb`` (8 or 16); a band of rows at a time."""
+    top = np.iinfo(rgb.dtype).max
+    bg = np.array(background, np.int64) * (top // 255)  # the same colour in 16 bits: x 257
+    out = np.empty_like(rgb)
+    for y in range(0, len(rgb), BAND):
+        a = alpha[y:y + BAND, :, None].astype(np.int64)
+        out[y:y + BAND] = (rgb[y:y + BAND] * a + bg * (top - a) + top // 2) // top  # never exactly half: top is odd
+    return out
+
+
 def _pillow_holds(picture):
     """16-bit grey without alpha: Pillow writes it whole (mode I;16)."""
     return picture.gray and picture.alphas[0] is None
@@ -465,7 +527,7 @@ def _pil_frame(picture, i, fmt):
     im = Image.fromarray(rgb)
     if picture.gray:
         im = Image.fromarray(_luma(rgb).astype(np.uint8))  # mode L
-    if alpha is not None and fmt.alpha:
+    if alpha is not None:
         im.putalpha(Image.fromarray(alpha))
     return im
 

@@ -29,8 +29,8 @@ try:  # Ctrl-C while torch loads (a second or more) ends as at any other moment:
 
     import checkpoints
     from distributed import Group
-    from images import FORMAT_NAMES, IMAGE_EXTENSIONS, QUALITY, check_writable, format_named, output_format, \
-        read_picture, write_picture
+    from images import FORMAT_NAMES, IMAGE_EXTENSIONS, QUALITY, WHITE, check_writable, format_named, \
+        output_format, parse_colour, read_picture, write_picture
     from inference import GPU_TILE, PRECISIONS, TILE, Upscaler, bicubic_upscale, prepare
     from utils import HelpFormatter, Parser, UserError, choose_device, non_negative_int, positive_int
     from video import CRF, PRESET, PRESETS, VIDEO_EXTENSIONS, Encoding, is_video, upscale_video
@@ -218,9 +218,10 @@ def _read(path, out, fmt):
     return picture
 
 
-def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY):
-    """Upscale each (input, output) of ``pairs``; returns how many failed, each reported on a line. What an
-    output cannot hold of its input gets a ``note:`` line.
+def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY, background=WHITE):
+    """Upscale each (input, output) of ``pairs``; returns how many failed, each reported on a line. Transparency
+    written to a format without it is flattened onto ``background`` ((r, g, b)). What an output cannot hold of
+    its input, or was flattened, gets a ``note:`` line.
 
     Reading and decoding the next image and encoding and writing the last one run in worker threads
     (Pillow releases the GIL while it decodes, encodes and compresses) while this one is upscaled."""
@@ -252,7 +253,7 @@ def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY):
                 continue
             if writing is not None:
                 report(*writing)
-            writing = pool.submit(write_picture, picture, out, output_format(out, fmt), quality), out
+            writing = pool.submit(write_picture, picture, out, output_format(out, fmt), quality, background), out
         if writing is not None:
             report(*writing)
     return failed
@@ -314,6 +315,9 @@ def build_parser():
     p.add_argument("--format", choices=list(FORMAT_NAMES),
                    help="output format (default: by --output's extension, else png); 16-bit inputs stay 16-bit "
                         "in png and tiff")
+    p.add_argument("--background", type=colour, default="white", metavar="COLOUR",
+                   help="what transparency is flattened onto in formats without it (jpeg, bmp; gif shows a pixel "
+                        "or hides it): white, black, another name, #rrggbb or r,g,b")
     p.add_argument("--quality", type=bounded_int(1, 100, "is not a quality from 1 to 100"), default=QUALITY,
                    help="jpeg and webp quality, 1-100 (jpeg at 90 and above keeps full-resolution colour, 4:4:4; "
                         "webp at 100 is lossless)")
@@ -339,6 +343,14 @@ def build_parser():
                    help=f"tile side in output pixels (bounds memory; at least {MIN_TILE}) [default: {TILE} on the CPU, "
                         f"{GPU_TILE} with --cuda]")
     return p
+
+
+def colour(text):
+    """An argparse type: the (r, g, b) of a colour (:func:`images.parse_colour`)."""
+    try:
+        return parse_colour(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def tile_size(text):
@@ -430,7 +442,7 @@ def run(args, group, upscaler, pairs, created):
     encoding = Encoding(args.video_codec, args.crf, args.preset)
     try:
         failed = upscale_all(images, lambda picture: super_resolve(upscaler, picture), args.format,
-                             args.quality) if images else 0
+                             args.quality, args.background) if images else 0
         for path, out in videos:
             failed += not upscale_one_video(path, out, upscaler, encoding)
         return failed

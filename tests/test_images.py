@@ -1,6 +1,7 @@
 """What the user's files carry comes back with the upscaled pixels: ICC profile, EXIF, XMP, IPTC, DPI, PNG text
 and colour chunks, comments, 16 bits, every form of transparency, animation frames with their timing; what a
-format cannot hold is named in a note, and files the tool cannot handle are refused with one line. Every file here is made by the test (its metadata
+format cannot hold is named in a note, transparency is flattened onto the background where a format has none,
+and files the tool cannot handle are refused with one line. Every file here is made by the test (its metadata
 with Pillow and exiv2) and read back after the round trip, by exiftool too where it is installed."""
 
 import io
@@ -195,14 +196,17 @@ def test_16_bit_colour_written_to_8_bit_formats_keeps_its_colours_and_alpha(chec
     assert upscale_cli(checkpoint, src, "--output", tmp_path / "ref.png").returncode == 0
     ref = read_picture(str(tmp_path / "ref.png"))  # the 16-bit output
     want_rgb, want_alpha = ((a.astype(np.uint32) * 255 + 32767) // 65535 for a in (ref.frames[0], ref.alphas[0]))
-    for name, has_alpha, tolerance in [("o.webp", True, 0), ("o.bmp", False, 0), ("o.jpg", False, 8)]:
+    a = ref.alphas[0][..., None] / 65535  # without alpha: the 16-bit colour over white, in 8 bits
+    flat = np.rint((ref.frames[0] * a + 65535 * (1 - a)) / 257)
+    for name, has_alpha, tolerance in [("o.webp", True, 0), ("o.bmp", False, 1), ("o.jpg", False, 8)]:
         r = upscale_cli(checkpoint, src, "--output", tmp_path / name, "--quality", "100")
         assert r.returncode == 0, r.stderr
         im = Image.open(tmp_path / name)
         assert im.mode == ("RGBA" if has_alpha else "RGB"), name
         got = np.asarray(im).astype(int)
         seen = want_alpha > 0 if has_alpha else slice(None)  # lossless WebP blanks fully transparent pixels
-        assert np.abs(got[..., :3] - want_rgb)[seen].max() <= tolerance, name  # colour, not grey
+        want = want_rgb if has_alpha else flat
+        assert np.abs(got[..., :3] - want)[seen].max() <= tolerance, name  # colour, not grey
         if has_alpha:
             np.testing.assert_array_equal(got[..., 3], want_alpha)
 
@@ -439,6 +443,60 @@ def test_png_colour_chunks_come_through_as_they_are_in_8_and_16_bits(checkpoint,
         assert r.returncode == 0, r.stderr
         assert "PNG colour chunks (gAMA, cHRM, sRGB, cICP)" in r.stderr.split("jpeg cannot hold")[1]
     assert png.Reader(filename=str(tmp_path / "c16_out.png")).read()[3]["bitdepth"] == 16
+
+
+def logo(path, size=64):
+    """A red disc on a transparent field, antialiased (drawn 4x larger, then reduced): its edge has every
+    alpha from 1 to 254; the transparent pixels are black."""
+    yy, xx = np.mgrid[0:4 * size, 0:4 * size]
+    inside = (xx - 2 * size) ** 2 + (yy - 2 * size) ** 2 < (1.4 * size) ** 2
+    big = np.zeros((4 * size, 4 * size, 4), np.uint8)
+    big[inside] = (220, 30, 30, 255)
+    Image.fromarray(big).resize((size, size), Image.LANCZOS).save(path)
+    return path
+
+
+def test_transparency_into_jpeg_bmp_and_gif_is_composited_onto_the_background_and_said(checkpoint, tmp_path):
+    src = logo(tmp_path / "logo.png")
+    assert upscale_cli(checkpoint, src, "--output", tmp_path / "ref.png").returncode == 0
+    ref = np.asarray(Image.open(tmp_path / "ref.png")).astype(float)  # the upscaled colour and alpha
+    rgb, a = ref[..., :3], ref[..., 3:] / 255
+    edge, clear = (a[..., 0] > 0) & (a[..., 0] < 1), a[..., 0] == 0
+    assert edge.sum() > 500 and clear.sum() > 1000
+    for name, background, given, tolerance in [("o.bmp", (16, 32, 48), ["--background", "#102030"], 0),
+                                               ("o.jpg", (255, 255, 255), ["--quality", "100"], 4),
+                                               ("b.bmp", (0, 0, 0), ["--background", "black"], 0),
+                                               ("c.bmp", (0, 128, 255), ["--background", "0,128,255"], 0)]:
+        r = upscale_cli(checkpoint, src, "--output", tmp_path / name, *given)
+        assert r.returncode == 0, r.stderr
+        fmt = "bmp" if name.endswith("bmp") else "jpeg"
+        assert r.stderr.splitlines() == [f"note: {tmp_path / name}: {fmt} has no transparency: flattened onto "
+                                         f"#{'%02x%02x%02x' % background} (--background)"]
+        got = np.asarray(Image.open(tmp_path / name).convert("RGB")).astype(float)
+        want = np.rint(a * rgb + (1 - a) * np.array(background))  # composited, not thresholded
+        assert np.abs(got - want)[edge].max() <= tolerance, name
+        assert np.abs(got - np.array(background))[clear].max() <= tolerance, name  # exactly the background
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "o.gif")
+    assert r.returncode == 0 and "gif shows a pixel or hides it: partly transparent pixels blended onto #ffffff" \
+        in r.stderr
+    gif = np.asarray(Image.open(tmp_path / "o.gif").convert("RGBA")).astype(float)
+    np.testing.assert_array_equal(gif[..., 3] == 0, a[..., 0] < 0.5)  # shown from half opaque on
+    shown = edge & (a[..., 0] >= 0.5)
+    want = a * rgb + (1 - a) * 255
+    assert np.abs(gif[..., :3] - want)[shown].mean() < 4  # blended onto white (GIF's palette moves them a little)
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "x.jpg", "--background", "nope")
+    assert r.returncode == 2 and "'nope' is not a colour" in r.stderr and not (tmp_path / "x.jpg").exists()
+
+
+def test_an_opaque_alpha_channel_flattens_to_the_same_pixels_and_says_nothing(checkpoint, tmp_path):
+    src = tmp_path / "opaque.png"
+    Image.fromarray(np.dstack([photo(), np.full((20, 24), 255, np.uint8)])).save(src)
+    r = upscale_cli(checkpoint, src, "--output", tmp_path / "o.bmp", "--background", "black")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    ref = tmp_path / "rgb.png"
+    Image.fromarray(photo()).save(ref)
+    assert upscale_cli(checkpoint, ref, "--output", tmp_path / "rgb.bmp").returncode == 0
+    np.testing.assert_array_equal(*(np.asarray(Image.open(tmp_path / name)) for name in ("o.bmp", "rgb.bmp")))
 
 
 def test_an_orientation_in_xmp_alone_is_applied_and_reset(checkpoint, tmp_path):
