@@ -300,6 +300,8 @@ def _decode(im, path):
     if im.mode in ("I", "F", "I;32", "I;32B", "I;32L", "F;32", "F;32B"):
         raise UserError(f"cannot upscale {path}: its pixels are {'32-bit integers' if im.mode.startswith('I') else 'floats'} "
                         f"of unknown range; convert it to 8 or 16 bits first")
+    if im.format == "TIFF":
+        orientation = 1  # Pillow turns a TIFF's pixels itself as it loads them (16-bit ones, read above, it does not)
     frames, alphas, durations = [], [], []
     gray = im.mode in ("1", "L", "LA", "I;16", "I;16B", "I;16L") or (im.mode == "P" and _gray_palette(im))
     for frame in ImageSequence.Iterator(im):

@@ -51,13 +51,24 @@ def test_jpeg_keeps_icc_profile_camera_exif_and_dpi_with_the_rotation_applied(ch
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_every_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
+@pytest.mark.parametrize("name, options", [("o.png", {}), ("o.tiff", {}), ("lzw.tiff", {"compression": "tiff_lzw"})])
+def test_every_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation, name, options):
     exif = Image.Exif()
     exif[0x0112] = orientation
-    src = tmp_path / "o.png"
-    Image.fromarray(photo(6, 9)).save(src, exif=exif.tobytes())
-    expected = np.asarray(ImageOps.exif_transpose(Image.open(src)).convert("RGB"))
+    src = tmp_path / name
+    Image.fromarray(photo(6, 9)).save(src, exif=exif.tobytes(), **options)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(src)).convert("RGB"))  # Pillow turns a TIFF itself
+    assert expected.shape == ((9, 6, 3) if orientation > 4 else (6, 9, 3))
     np.testing.assert_array_equal(read_picture(str(src)).frames[0], expected)
+
+
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_a_16_bit_tiffs_orientation_is_applied_once(tmp_path, orientation):
+    deep = photo(6, 9).astype(np.uint16) * 257
+    src = tmp_path / "deep.tiff"
+    tifffile.imwrite(src, deep, photometric="rgb", extratags=[(0x0112, "H", 1, orientation, True)])
+    turned = np.rot90(photo(6, 9), -1 if orientation == 6 else 2)  # 90 degrees clockwise, or 180
+    np.testing.assert_array_equal(read_picture(str(src)).frames[0], turned.astype(np.uint16) * 257)
 
 
 def test_16_bit_rgb_png_stays_16_bit_with_its_text_chunks(checkpoint, tmp_path):
