@@ -133,16 +133,17 @@ def test_a_stop_after_any_batch_continues_bitwise(image_folder, tmp_path, monkey
                             f"stopped after batch {batch + 1} of epoch {done_epochs + 1}: ")
 
 
-def test_a_run_continued_on_another_count_of_threads_says_it_is_not_bitwise(tiny_run, capsys):
+def test_a_run_continued_on_another_count_of_threads_says_it_is_not_bitwise(tiny_run, tmp_path, capsys):
     run = tiny_run("train", "--num-epoch=1")
     threads = torch.get_num_threads()
     ckpt = checkpoints.load(run / "checkpoint.last")
     assert ckpt["threads"] == threads and ckpt["world_size"] == 1
     main.main(["resume", str(run / "checkpoint.last"), "--num-epoch=2"])
     assert "not bitwise" not in capsys.readouterr().err  # the same counts: nothing to say
-    ckpt["threads"] = threads + 1  # as if saved on a machine with one more core
-    checkpoints.save(ckpt, run / "elsewhere.pth")
-    main.main(["resume", str(run / "elsewhere.pth"), "--num-epoch=2"])
+    ckpt["threads"] = threads + 1  # as if saved on a machine with one more core, and copied here
+    (tmp_path / "elsewhere").mkdir()
+    checkpoints.save(ckpt, tmp_path / "elsewhere" / "checkpoint.last")
+    main.main(["resume", str(tmp_path / "elsewhere" / "checkpoint.last"), "--num-epoch=2"])
     assert (f"note: the run was saved from 1 process(es) of {threads + 1} thread(s) and goes on with 1 of {threads}: "
             "it continues, but not bitwise") in capsys.readouterr().err
 
