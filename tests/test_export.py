@@ -1,5 +1,5 @@
 """main.py export: the ONNX file against the engine (within 1 level, on real images and at every size), the
-refusal of a file that disagrees or holds another opset, and one line for bad input."""
+refusal of a file that disagrees or holds another opset, one line for bad input, and the benchmarks."""
 import os
 import shutil
 import subprocess
@@ -183,3 +183,23 @@ def test_without_onnxruntime_export_says_what_to_install(tmp_path, monkeypatch):
     assert error == ("error: main.py export needs onnx, onnxruntime, onnxscript (onnxruntime is missing): "
                      "pip install -r requirements.txt\n")
     assert os.listdir(tmp_path) == []
+
+
+def test_the_benchmark_runs_each_configuration(exported):
+    r = subprocess.run([sys.executable, "benchmarks/onnx_speed.py", "--onnx", str(exported[0]), "--size", "120x90",
+                        "--repeat", "1", "--tile", "16"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("CPU: ") and "load average" in lines[1]
+    assert [l.split(":")[0] for l in lines[2:5]] == ["engine, tiles 256", "onnxruntime, whole image",
+                                                     "onnxruntime, tiles 16"]
+    assert all("MP/s" in l and "peak RSS" in l and "difference from the engine: " in l for l in lines[2:5])
+
+
+def test_the_agreement_script_reports_each_image_and_all(exported, image_folder):
+    r = subprocess.run([sys.executable, "benchmarks/onnx_agreement.py", str(exported[0]), CHECKPOINT, "--data",
+                        image_folder], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [l.split(":")[0] for l in lines[:3]] == ["img0.png", "img1.png", "img2.png"]
+    assert lines[3].startswith("all 3 images (x3, ") and "largest " in lines[3] and "within 1 level" in lines[3]
