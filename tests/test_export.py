@@ -1,5 +1,5 @@
 """main.py export: the ONNX file against the engine (within 1 level, on real images and at every size), the
-refusal of a file that disagrees or holds another opset, one line for bad input, and the benchmarks."""
+refusal of a file that disagrees or holds another opset, one line for bad input, and the documented snippet."""
 import os
 import shutil
 import subprocess
@@ -18,10 +18,11 @@ import onnxruntime as ort  # noqa: E402
 
 import checkpoints  # noqa: E402
 import export  # noqa: E402
-from conftest import ROOT, cli, real_data  # noqa: E402
+from conftest import ROOT, cli, real_data, upscale_cli  # noqa: E402
 from datasets import make_pair  # noqa: E402
 from evaluation import colour_card  # noqa: E402
 from inference import apply_network, pad_edges, prepare  # noqa: E402
+from snippets import run_snippet  # noqa: E402
 
 CHECKPOINT = os.path.join(ROOT, "checkpoint.pth")
 
@@ -183,6 +184,15 @@ def test_without_onnxruntime_export_says_what_to_install(tmp_path, monkeypatch):
     assert error == ("error: main.py export needs onnx, onnxruntime, onnxscript (onnxruntime is missing): "
                      "pip install -r requirements.txt\n")
     assert os.listdir(tmp_path) == []
+
+
+def test_the_documented_onnxruntime_snippet_gives_super_resolve_pys_result(exported, tmp_path):
+    shutil.copy(exported[0], tmp_path / "srcnn_x3.onnx")
+    Image.open(os.path.join(ROOT, "image_examples", "lr", "butterfly.bmp")).save(tmp_path / "lr.png")
+    run_snippet("onnx", tmp_path)
+    assert upscale_cli(CHECKPOINT, tmp_path / "lr.png", "--output", tmp_path / "cli.png").returncode == 0
+    got, expected = (np.asarray(Image.open(tmp_path / n)).astype(int) for n in ("sr.png", "cli.png"))
+    assert got.shape == expected.shape == (255, 255, 3) and np.abs(got - expected).max() <= 1
 
 
 def test_the_benchmark_runs_each_configuration(exported):

@@ -2,6 +2,7 @@
 super_resolve.py's pixels for every kind of image it takes; a caller's own modules of the same names are kept."""
 import ast
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 import checkpoints
 from conftest import ROOT, upscale_cli
+from snippets import run_snippet
 
 SHIPPED = {2: "checkpoints/srcnn_x2.pth", 3: "checkpoint.pth", 4: "checkpoints/srcnn_x4.pth"}
 
@@ -152,3 +154,26 @@ def test_dependencies_are_the_packages_the_entry_points_load():
             elif imported not in sys.stdlib_module_names:
                 packages.add(imported)
     assert sorted(hubconf.dependencies) == sorted(packages)
+
+
+def test_the_documented_hub_snippet(tmp_path):
+    (tmp_path / "SRCNN").symlink_to(ROOT)
+    shutil.copy(os.path.join(ROOT, "image_examples", "lr", "butterfly.bmp"), tmp_path / "lr.png")
+    write_png(tmp_path / "logo.png", picture(15, 12, 4, np.uint8))
+    done = run_snippet("hub", tmp_path)
+    for name, got in [("lr.png", np.asarray(Image.open(tmp_path / "sr.png"))), ("logo.png", done["logo"])]:
+        r = upscale_cli(os.path.join(ROOT, "checkpoint.pth"), tmp_path / name, "--output", tmp_path / "cli.png")
+        assert r.returncode == 0, r.stderr
+        assert np.array_equal(got, np.asarray(Image.open(tmp_path / "cli.png"))), name
+        os.unlink(tmp_path / "cli.png")
+
+
+def test_the_documented_python_api_snippets(tmp_path):
+    os.symlink(os.path.join(ROOT, "checkpoint.pth"), tmp_path / "checkpoint.pth")
+    shutil.copy(os.path.join(ROOT, "image_examples", "lr", "woman.bmp"), tmp_path / "lr.png")
+    api, network = run_snippet("api", tmp_path), run_snippet("network", tmp_path)
+    r = upscale_cli(os.path.join(ROOT, "checkpoint.pth"), tmp_path / "lr.png", "--output", tmp_path / "cli.png")
+    assert r.returncode == 0, r.stderr
+    written = np.asarray(Image.open(tmp_path / "cli.png"))
+    assert np.array_equal(api["sr"], written) and np.array_equal(network["sr"], written)
+    assert all(np.array_equal(f, written) for f in api["frames"]) and len(api["frames"]) == 2
