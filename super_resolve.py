@@ -29,14 +29,17 @@ try:  # Ctrl-C while torch loads (a second or more) ends as at any other moment:
 
     import checkpoints
     from distributed import Group
-    from images import FORMAT_NAMES, IMAGE_EXTENSIONS, QUALITY, check_writable, format_named, output_format, \
-        read_picture, write_picture
+    from images import FORMAT_NAMES, IMAGE_EXTENSIONS, QUALITY, WHITE, check_writable, format_named, \
+        output_format, parse_colour, read_picture, write_picture
     from inference import GPU_TILE, PRECISIONS, TILE, Upscaler, bicubic_upscale, precision_warning, prepare
     from utils import HelpFormatter, Parser, UserError, choose_device, non_negative_int, positive_int
     from video import CRF, PRESET, PRESETS, VIDEO_EXTENSIONS, Encoding, is_video, upscale_video
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     sys.exit(130)
+except ModuleNotFoundError as e:  # a requirement not installed: one line, not a traceback
+    print(f"error: the Python package {e.name} is missing; pip install -r requirements.txt", file=sys.stderr)
+    sys.exit(1)
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoint.pth")
 MIN_TILE = 32  # output pixels: below about twice the 13-pixel receptive field, tiles mostly recompute margins
@@ -215,20 +218,26 @@ def _read(path, out, fmt):
     return picture
 
 
-def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY):
-    """Upscale each (input, output) of ``pairs``; returns how many failed, each reported on a line.
+def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY, background=WHITE):
+    """Upscale each (input, output) of ``pairs``; returns how many failed, each reported on a line. Transparency
+    written to a format without it is flattened onto ``background`` ((r, g, b)). What an output cannot hold of
+    its input, or was flattened, gets a ``note:`` line.
 
     Reading and decoding the next image and encoding and writing the last one run in worker threads
     (Pillow releases the GIL while it decodes, encodes and compresses) while this one is upscaled."""
     failed = 0
 
-    def report(future):
+    def report(future, out):
         nonlocal failed
         try:
-            tqdm.write(f"wrote {future.result()}")
+            notes = future.result()
         except UserError as e:
             failed += 1
             tqdm.write(f"error: {e}", file=sys.stderr)
+            return
+        for note in notes:
+            tqdm.write(f"note: {out}: {note}", file=sys.stderr)
+        tqdm.write(f"wrote {out}")
 
     bar = tqdm(pairs, desc="upscaling", unit="image", disable=None if len(pairs) > 1 else True)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -243,10 +252,10 @@ def upscale_all(pairs, upscale_one, fmt=None, quality=QUALITY):
                 tqdm.write(f"error: {e}", file=sys.stderr)
                 continue
             if writing is not None:
-                report(writing)
-            writing = pool.submit(write_picture, picture, out, output_format(out, fmt), quality)
+                report(*writing)
+            writing = pool.submit(write_picture, picture, out, output_format(out, fmt), quality, background), out
         if writing is not None:
-            report(writing)
+            report(*writing)
     return failed
 
 
@@ -306,6 +315,9 @@ def build_parser():
     p.add_argument("--format", choices=list(FORMAT_NAMES),
                    help="output format (default: by --output's extension, else png); 16-bit inputs stay 16-bit "
                         "in png and tiff")
+    p.add_argument("--background", type=colour, default="white", metavar="COLOUR",
+                   help="what transparency is flattened onto in formats without it (jpeg, bmp; gif shows a pixel "
+                        "or hides it): white, black, another name, #rrggbb or r,g,b")
     p.add_argument("--quality", type=bounded_int(1, 100, "is not a quality from 1 to 100"), default=QUALITY,
                    help="jpeg and webp quality, 1-100 (jpeg at 90 and above keeps full-resolution colour, 4:4:4; "
                         "webp at 100 is lossless)")
@@ -331,6 +343,14 @@ def build_parser():
                    help=f"tile side in output pixels (bounds memory; at least {MIN_TILE}) [default: {TILE} on the CPU, "
                         f"{GPU_TILE} with --cuda]")
     return p
+
+
+def colour(text):
+    """An argparse type: the (r, g, b) of a colour (:func:`images.parse_colour`)."""
+    try:
+        return parse_colour(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def tile_size(text):
@@ -448,7 +468,7 @@ def run(args, group, upscaler, pairs, created):
     encoding = Encoding(args.video_codec, args.crf, args.preset)
     try:
         failed = upscale_all(images, lambda picture: super_resolve(upscaler, picture), args.format,
-                             args.quality) if images else 0
+                             args.quality, args.background) if images else 0
         for path, out in videos:
             failed += not upscale_one_video(path, out, upscaler, encoding)
         return failed

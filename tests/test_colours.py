@@ -55,3 +55,20 @@ def test_rgb_psnr_is_above_bicubic_on_every_image(shipped, test_set):
     for name, lr, hr in data:
         ours = image_metrics(apply_network(model, lr), hr, scale)["rgb_psnr"]
         assert ours >= image_metrics(lr, hr, scale)["rgb_psnr"], name
+
+
+def test_bf16_on_the_cpu_costs_at_most_a_hundredth_of_a_db_and_no_flat_colour(shipped):
+    """--precision bf16 on a CPU (inference.Bf16FirstLayerSRCNN) at fp32's quality: Set5 Y-PSNR within 0.01 dB
+    of fp32's and every flat colour unchanged, at each scale. The arithmetic is exact in bfloat16, so this holds
+    on a CPU with bfloat16 instructions as on one without."""
+    import torch
+    from evaluation import evaluate_model
+    from inference import prepare
+    from metrics import mean_metrics
+    model, scale = shipped
+    data = datasets.TestDataset(real_data("Set5"), scale)
+    fast = prepare(model, torch.device("cpu"), "bf16")
+    fp32, bf16 = (mean_metrics(evaluate_model(m, data)[0])["y_psnr"] for m in (model, fast))
+    assert abs(fp32 - bf16) <= 0.01, (fp32, bf16)
+    change, colour, got = flat_colour_error(fast, scale)
+    assert change == 0, f"{colour} came back as {got}"

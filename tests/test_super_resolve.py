@@ -8,8 +8,8 @@ from PIL import Image
 
 from conftest import ROOT, cli, upscale_cli
 from model import SRCNN
-from inference import (Upscaler, apply_network, apply_network_float, bicubic_upscale, bicubic_upscale_torch, pad_edges,
-                       prepare, symmetry)
+from inference import (PRECISIONS, ReducedPrecisionSRCNN, Upscaler, apply_network, apply_network_float, bicubic_upscale,
+                       bicubic_upscale_torch, pad_edges, prepare, round_preserving_sums, symmetry)
 from images import Picture, read_picture
 from super_resolve import super_resolve
 
@@ -185,11 +185,29 @@ def test_reduced_precision_stays_close_to_fp32_and_leaves_the_model_alone(precis
     before = {k: v.clone() for k, v in model.state_dict().items()}
     img = np.random.default_rng(4).integers(0, 256, (45, 38, 3), dtype=np.uint8)
     exact = apply_network_float(model, img)
-    reduced = prepare(model, torch.device("cpu"), precision)
-    assert reduced.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    diff = (apply_network_float(reduced, img) - exact).abs()
-    assert diff.max() < 0.02 and diff.mean() < 0.002, (diff.max(), diff.mean())
+    for reduced in (prepare(model, torch.device("cpu"), precision),  # bf16 on a CPU: Bf16FirstLayerSRCNN
+                    ReducedPrecisionSRCNN(model, PRECISIONS[precision]).eval()):  # the GPU's, here on the CPU
+        first = reduced.convs[0].weight
+        assert torch.equal(first, first.to(PRECISIONS[precision]).to(first.dtype))  # exact in the format
+        diff = (apply_network_float(reduced, img) - exact).abs()
+        assert diff.max() < 0.02 and diff.mean() < 0.002, (type(reduced), diff.max(), diff.mean())
+    assert ReducedPrecisionSRCNN(model, PRECISIONS[precision]).offset.dtype == torch.float32
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy was converted
+
+
+def test_rounding_that_preserves_sums_keeps_each_kernels_flat_response():
+    torch.manual_seed(5)
+    w = torch.randn(16, 3, 9, 9) / 40
+    for dtype in (torch.bfloat16, torch.float16):
+        r = round_preserving_sums(w, dtype)
+        assert torch.equal(r, r.to(dtype).float())  # every weight exact in the format
+        plain = w.to(dtype).float()
+        err, plain_err = ((x.double().sum((2, 3)) - w.double().sum((2, 3))).abs() for x in (r, plain))
+        assert err.max() < plain_err.max() / 10, (dtype, err.max(), plain_err.max())
+        steps = ((r - plain).abs() > 0).sum((2, 3))
+        assert (r - plain).abs().max() <= (torch.nextafter(plain.abs().to(dtype), torch.tensor(1.0, dtype=dtype))
+                                          .float() - plain.abs()).max()  # each weight moved by one step at most
+        assert steps.max() <= 81
 
 
 def test_image_examples_are_the_pipelines_own_images():
