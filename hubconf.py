@@ -21,9 +21,10 @@ import os as _os
 import sys as _sys
 
 # The packages our modules import as they load (tests/test_hub.py reads them from the code), by import name, as
-# torch.hub checks each with importlib.util.find_spec: PIL, not pillow. pypng, tifffile and av are imported only
-# when a 16-bit file, a TIFF or a video is read or written, which the entry points never do.
-dependencies = ["torch", "numpy", "PIL", "h5py", "tqdm"]
+# torch.hub checks each with importlib.util.find_spec: PIL, not pillow; png is pypng's and exiv2 python-exiv2's,
+# both imported by images.py. tifffile and av are imported only when a TIFF or a video is read or written,
+# which the entry points never do.
+dependencies = ["torch", "numpy", "PIL", "h5py", "tqdm", "png", "exiv2"]
 
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _CHECKPOINTS = {2: "checkpoints/srcnn_x2.pth", 3: "checkpoint.pth", 4: "checkpoints/srcnn_x4.pth"}
