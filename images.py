@@ -647,3 +647,46 @@ def _write_tiff16(picture, kept, path):
     if "dpi" in kept:
         kw["resolution"], kw["resolutionunit"] = tuple(kept["dpi"]), "INCH"
     tifffile.imwrite(path, a, **kw)
+
+
+# --------------------------------------------------------------------------- pictures in memory (torch.hub)
+
+def picture_from_array(a):
+    """A one-frame :class:`Picture` of an image array: (H, W) grey, (H, W, 2) grey and alpha, (H, W, 3) RGB or
+    (H, W, 4) RGBA, uint8 or uint16 (16 bits); no metadata. UserError for another shape or type."""
+    a = np.asarray(a)
+    if a.dtype not in (np.uint8, np.uint16) or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
+        raise UserError(f"an image array is (H, W), (H, W, 2), (H, W, 3) or (H, W, 4), uint8 or uint16, "
+                        f"not {a.shape} {a.dtype}")
+    a = a[..., None] if a.ndim == 2 else a
+    gray = a.shape[2] <= 2
+    rgb = np.repeat(a[..., :1], 3, -1) if gray else np.ascontiguousarray(a[..., :3])
+    alpha = np.ascontiguousarray(a[..., -1]) if a.shape[2] in (2, 4) else None
+    return Picture([rgb], [alpha], gray=gray, bits=16 if a.dtype == np.uint16 else 8)
+
+
+def picture_to_array(picture):
+    """The first frame of ``picture`` as the samples a PNG of it holds: (H, W, C) of the picture's type, C = 1
+    (grey: the luma of its frame, as written), 2 (grey, alpha), 3 (RGB) or 4 (RGBA)."""
+    return _samples(picture).astype(picture.frames[0].dtype)
+
+
+def picture_from_pil(im):
+    """A one-frame :class:`Picture` of a Pillow image in memory, its pixels decoded as :func:`read_picture`
+    decodes a file's frame: every form of transparency as alpha, grey kept grey, CMYK into sRGB, 16-bit grey
+    (mode I;16) in 16 bits. The pixels are taken as they are (no EXIF rotation) and no metadata is kept;
+    UserError for 32-bit and float pixels and for an image of several frames."""
+    if getattr(im, "n_frames", 1) > 1:
+        raise UserError(f"the image has {im.n_frames} frames; upscale animations with super_resolve.py")
+    if im.mode in ("I", "F", "I;32", "I;32B", "I;32L", "F;32", "F;32B"):
+        raise UserError(f"cannot upscale a Pillow image of mode {im.mode}: its pixels are of unknown range")
+    rgb, alpha = _frame_arrays(im)
+    gray = im.mode in ("1", "L", "LA", "I;16", "I;16B", "I;16L") or (im.mode == "P" and _gray_palette(im))
+    return Picture([rgb], [alpha], gray=gray, bits=16 if rgb.dtype == np.uint16 else 8)
+
+
+def picture_to_pil(picture):
+    """The first frame of ``picture`` as the Pillow image :func:`write_picture` writes as PNG: RGB, RGBA, L, LA
+    or, for 16-bit grey, I;16 (Pillow holds no 16-bit colour: that is rounded to 8 bits, as PNG's writer
+    through Pillow would; :func:`picture_to_array` keeps 16 bits)."""
+    return _pil_frame(picture, 0, FORMATS["png"])

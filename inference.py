@@ -360,7 +360,8 @@ def upscale_tensor(model, lr, scale, tile=TILE, self_ensemble=False):
 class Upscaler:
     """A model prepared for inference (:func:`prepare`) and how to run it: ``scale``, ``tile`` (None: the
     device's :func:`default_tile`) and ``self_ensemble``. Calling it upscales one image as :func:`upscale`;
-    :meth:`frames` upscales video frames, :attr:`batch` at a time."""
+    :meth:`frames` upscales video frames, :attr:`batch` at a time. Images are RGB arrays; a whole picture
+    (alpha, grey, metadata) goes through ``super_resolve.super_resolve(upscaler, picture)``."""
     model: SRCNN
     scale: int
     tile: int = None
@@ -368,7 +369,9 @@ class Upscaler:
 
     @classmethod
     def from_checkpoint(cls, path, device="cpu", precision="fp32", tile=None, self_ensemble=False):
-        """The upscaler of the checkpoint ``path`` (its network and scale) on ``device`` in ``precision``."""
+        """The upscaler of the checkpoint ``path`` (its network and scale) on ``device`` ("cpu", "cuda", a
+        torch.device) in ``precision`` ("fp32", "bf16" or "fp16", see :func:`prepare`); ``tile`` and
+        ``self_ensemble`` as the class says. UserError for a file that is no checkpoint."""
         model, ckpt = checkpoints.load_model(path)
         return cls(prepare(model, torch.device(device), precision), checkpoints.scale_of(ckpt), tile, self_ensemble)
 
@@ -378,8 +381,11 @@ class Upscaler:
         return GPU_BATCH if self.model.device.type == "cuda" else 1
 
     def __call__(self, rgb):
+        """An (H, W, 3) uint8 or uint16 RGB array upscaled: (H * scale, W * scale, 3) of the same type."""
         return upscale(self.model, rgb, self.scale, self.tile or default_tile(self.model.device), self.self_ensemble)
 
     def frames(self, frames):
+        """A list of (H, W, 3) uint8 frames of one size, each upscaled as calling the upscaler does it, pixel for
+        pixel: a list of (H * scale, W * scale, 3) uint8 frames."""
         return upscale_frames(self.model, frames, self.scale, self.tile or default_tile(self.model.device),
                               self.self_ensemble)

@@ -1,13 +1,14 @@
-"""Training CLI for SRCNN at x2, x3 (the default) or x4: train, resume, inspect and evaluate.
+"""Training CLI for SRCNN at x2, x3 (the default) or x4: train, resume, inspect, evaluate and export (ONNX).
 
     python main.py train --lr=0.001 --batch-size=128 --num-epoch=20 --save-freq=2 [--scale 3]
     python main.py train --out-dir runs/x3 --resume-from-last ...     # resubmittable: continues where it stopped
     python main.py resume runs/NAME/checkpoint.last --num-epoch=40
     python main.py inspect checkpoint.pth
     python main.py evaluate checkpoint.pth --data data/Set5 [--self-ensemble]
+    python main.py export checkpoint.pth srcnn_x3.onnx [--fp16] [--opset 20]
 
 This file parses the command line and dispatches; training itself is ``training.py``, checkpoints
-``checkpoints.py``, scoring ``evaluation.py``.
+``checkpoints.py``, scoring ``evaluation.py``, the ONNX export ``export.py``.
 """
 import sys
 
@@ -20,6 +21,7 @@ try:  # Ctrl-C while torch loads (a second or more) ends as at any other moment:
     from dataclasses import asdict, fields, replace
 
     import checkpoints
+    import export
     from datasets import SCALES, TestDataset, default_data, resolve_data
     from evaluation import check_plot_path, evaluate_checkpoint, ground_truth_warning, plot_history
     from inference import PRECISIONS, precision_warning, prepare
@@ -125,7 +127,8 @@ def add_training_flags(p, defaults):
 def build_parser():
     p = Parser(description="Train and inspect SRCNN super-resolution models (x2, x3, x4).",
                formatter_class=HelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,resume,inspect,evaluate}")  # all Parser
+    sub = p.add_subparsers(dest="command", required=True,  # all Parser
+                           metavar="{train,resume,inspect,evaluate,export}")
     kw = dict(formatter_class=HelpFormatter)
     t = sub.add_parser("train", help="train a new model", **kw)
     add_training_flags(t, defaults=True)
@@ -155,6 +158,15 @@ def build_parser():
     e.add_argument("--cuda", action="store_true", help="run the network on the GPU")
     e.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="arithmetic of the network")
     e.set_defaults(func=cmd_evaluate)
+    x = sub.add_parser("export", help="write the network as an ONNX file, checked with onnxruntime against PyTorch",
+                       **kw)
+    x.add_argument("checkpoint", help="a checkpoint (checkpoint.pth is the x3 model; checkpoints/ the others)")
+    x.add_argument("out", metavar="OUT.onnx", help="the file to write (kept only if it agrees with PyTorch)")
+    x.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic (float32 input and output)")
+    x.add_argument("--opset", type=int, help="ONNX operator set, 15 up to the newest the installed onnx knows "
+                   "(default: the exporter's; the file is refused if it holds another)")
+    x.add_argument("--overwrite", action="store_true", help="replace OUT.onnx if it exists")
+    x.set_defaults(func=cmd_export)
     return p
 
 
@@ -285,6 +297,17 @@ def cmd_evaluate(args):
     test_set = TestDataset(resolve_data(args.data, "test", scale), scale)
     warn(ground_truth_warning(test_set, args.data))
     evaluate_checkpoint(model, test_set, args.self_ensemble, args.save_images, args.overwrite)
+
+
+def cmd_export(args):
+    done = export.export(args.checkpoint, args.out, args.fp16, args.opset, args.overwrite)
+    check = done.check
+    print(f"checked with onnxruntime against PyTorch on {check.images}: largest difference {check.largest} "
+          f"level{'s' if check.largest != 1 else ''} (8-bit), {check.within:.4%} of pixels within 1 level, "
+          f"{check.equal:.4%} equal")
+    print(f"wrote {done.path} (x{done.scale}, {'fp16' if done.fp16 else 'fp32'}, opset {done.opset}, "
+          f"{done.size:,} bytes): input \"input\" N x 3 x H x W float32 in [0, 1], the image bicubic-upscaled "
+          f"x{done.scale}; output \"output\" the same shape, in [0, 1]")
 
 
 def warn(message):
