@@ -39,12 +39,14 @@ class Codec:
     """A video encoder: its FFmpeg ``name``, the ``pix_fmt`` it is given for 8-bit inputs and ``deep_pix_fmt``
     for 10- and 12-bit ones (None: it has no 10 bits here), 4:2:0 YUV or RGB (a lossless RGB codec takes no
     colour matrix and frames of any size); its ``options`` for an :class:`Encoding` and the input's HDR
-    metadata (:func:`_hdr`), and ``tags``: its codec tag in a muxer whose default players do not take."""
+    metadata (:func:`_hdr`), ``tags``: its codec tag in a muxer whose default players do not take, and
+    ``unsafe_widths``: frame widths at which it corrupts memory here (the process aborts)."""
     name: str
     pix_fmt: str = "yuv420p"
     deep_pix_fmt: str = "yuv420p10le"
     options: object = lambda encoding, hdr: {}
     tags: dict = field(default_factory=dict)
+    unsafe_widths: range = range(0)
 
     def pix_fmt_for(self, deep):
         return self.deep_pix_fmt if deep else self.pix_fmt
@@ -68,7 +70,9 @@ CODECS = {c.name: c for c in [
     Codec("libx264", options=_x26x("x264-params", {"master": "mastering-display", "light": "cll"})),
     # 10-bit inputs: HEVC Main 10, what HDR10 and HLG are delivered in and hardware decodes (docs/video.md). x265
     # prints its own "x265 [info]" lines on stderr, past FFmpeg's logging. Apple's players take HEVC as hvc1 only.
-    Codec("libx265", tags={"mp4": "hvc1", "mov": "hvc1"},
+    # x265 4.2 (PyAV 18.1's) aborted on frames 34 to 48 pixels wide (glibc: "corrupted size vs. prev_size";
+    # 16 to 32 and 50 to 256 ran): such tiny frames go to libx264.
+    Codec("libx265", tags={"mp4": "hvc1", "mov": "hvc1"}, unsafe_widths=range(33, 49),
           options=_x26x("x265-params", {"master": "master-display", "light": "max-cll"}, ("log-level=error",))),
     Codec("libvpx-vp9", deep_pix_fmt=None, options=lambda e, hdr: {"crf": str(e.crf), "b": "0"}),  # 8 bits here
     Codec("ffv1", pix_fmt="bgr0", deep_pix_fmt="rgb48le"),  # lossless RGB: exactly the image engine's pixels
@@ -286,6 +290,11 @@ def upscale_video(src, dst, upscaler, encoding=Encoding(), progress=None):
         container = CONTAINERS[ext]
         codec = _encoder(container, _deep(vin), encoding)
         w, h = vin.codec_context.width * upscaler.scale, vin.codec_context.height * upscaler.scale
+        if w in codec.unsafe_widths:
+            if encoding.codec:
+                raise UserError(f"cannot write {dst} with {codec.name}: it fails on frames {w} pixels wide here; "
+                                f"use --video-codec libx264")
+            codec = codec_named(container.codec)
         if not codec.rgb and (w % 2 or h % 2):
             raise UserError(f"cannot upscale video {src}: its frames would be {w}x{h}, and 4:2:0 video needs even "
                             f"sides; --video-codec ffv1 (lossless RGB, in .mkv) takes any size")

@@ -168,14 +168,14 @@ def flat_video(path, size=(32, 24), fmt="yuv420p", options=None, **tags):
     return path
 
 
-def muxed(path, video="libx264", audio="aac", size=(32, 24), frames=6, rate=25, audio_rate=48000):
+def muxed(path, video="libx264", audio="aac", size=(32, 24), frames=6, audio_rate=48000):
     """``frames`` frames of ``video`` and a tone of ``audio`` in the container ``path``'s extension names: the
     older containers as cameras and the web wrote them (AVI with MPEG-4 and MP3, MPEG-TS, 3GP, FLV)."""
     with av.open(str(path), "w") as out:
-        v = video_stream(out, video, size, rate)
+        v = video_stream(out, video, size)
         a = audio_stream(out, audio, audio_rate)
         encode_frames(out, v, frames)
-        tone(out, a, frames / rate)
+        tone(out, a, frames / 25)
     return path
 
 

@@ -394,6 +394,19 @@ def test_ten_bit_hdr_stays_ten_bit_with_its_colours_metadata_and_rotation(checkp
     assert len(np.unique(y_plane(fb)[40])) > 40, np.unique(y_plane(fb)[40])
 
 
+def test_ten_bit_frames_too_narrow_for_libx265_here_go_to_libx264_or_are_refused_when_it_is_asked_for(checkpoint,
+                                                                                                      tmp_path):
+    """Frames 42 wide (14 x 3): the bundled x265 corrupts its memory there and the process aborts."""
+    with av.open(str(tmp_path / "tiny.mkv"), "w") as out:
+        clips.encode_frames(out, clips.video_stream(out, size=(14, 12), pix_fmt="yuv420p10le"), 3)
+    r = upscale_cli(checkpoint, tmp_path / "tiny.mkv")
+    assert r.returncode == 0, r.stderr
+    with av.open(str(tmp_path / "tiny_srcnn_x3.mkv")) as c:
+        assert (c.streams.video[0].profile, c.streams.video[0].codec_context.pix_fmt) == ("High 10", "yuv420p10le")
+    r = upscale_cli(checkpoint, tmp_path / "tiny.mkv", "--output", tmp_path / "x.mkv", "--video-codec", "libx265")
+    assert r.returncode == 1 and "fails on frames 42 pixels wide here" in r.stderr and not (tmp_path / "x.mkv").exists()
+
+
 def test_ten_bit_frames_reach_the_upscaler_at_16_bits_in_batches_and_come_back_in_order(checkpoint, tmp_path):
     src = clips.hdr_clip(tmp_path / "hlg.mkv", 18, frames=7)
     upscaler = Upscaler.from_checkpoint(checkpoint)
