@@ -22,9 +22,11 @@ try:  # Ctrl-C while torch loads (a second or more) ends as at any other moment:
     import argparse
     import os
     import signal
+    import warnings
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import dataclass
 
+    from PIL import Image
     from tqdm import tqdm
 
     import checkpoints
@@ -33,7 +35,7 @@ try:  # Ctrl-C while torch loads (a second or more) ends as at any other moment:
         output_format, parse_colour, read_picture, write_picture
     from inference import GPU_TILE, PRECISIONS, TILE, Upscaler, bicubic_upscale, precision_warning, prepare
     from utils import HelpFormatter, Parser, UserError, choose_device, non_negative_int, positive_int
-    from video import CRF, PRESET, PRESETS, VIDEO_EXTENSIONS, Encoding, is_video, upscale_video
+    from video import CRF, PRESET, PRESETS, VIDEO_EXTENSIONS, Encoding, is_video, output_extension, upscale_video
 except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     sys.exit(130)
@@ -66,15 +68,41 @@ def looks_like_output(path, siblings):
     return False
 
 
+def is_picture(path):
+    """Whether Pillow identifies the file ``path`` as a picture (its MPEG plugin takes MPEG-1 video, which it
+    cannot decode: not a picture)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a large picture's DecompressionBombWarning: read_picture says
+            with Image.open(path) as im:
+                return im.format != "MPEG"
+    except Exception:  # noqa: BLE001 - whatever Pillow raises on a file it does not read, it is no picture
+        return False
+
+
+def input_kind(path):
+    """"image" or "video": what the file ``path`` holds, by its content: a picture Pillow identifies (a JPEG named
+    .mp4 is an image), else a video FFmpeg reads (:func:`video.is_video`: AVI, MPEG-TS, 3GP, FLV, MP4, Matroska,
+    ...). A file neither reads (or that is missing) takes the kind its extension names, so that the reader of that
+    kind says why it cannot read it; None where its extension names neither."""
+    if os.path.isfile(path) and is_picture(path):
+        return "image"
+    if os.path.isfile(path) and is_video(path):
+        return "video"
+    ext = os.path.splitext(path)[1].lower()
+    return "image" if ext in IMAGE_EXTENSIONS else "video" if ext in VIDEO_EXTENSIONS else None
+
+
 def expand_inputs(paths, recursive=False):
-    """(files, skipped): the image files named by ``paths`` as (file, folder it was found under or None),
-    and the (file, reason) of every file a folder held that is not taken. Files named directly are taken as
-    given; folders give their images in name order (sub-folders too when ``recursive``). A path that does
-    not exist is kept, to be reported when it is read."""
+    """(files, skipped): the image and video files named by ``paths`` as (file, folder it was found under or
+    None, its :func:`input_kind`), and the (file, reason) of every file a folder held that is not taken. Files
+    named directly are taken as given; folders give their images and videos, recognised by content, in name
+    order (sub-folders too when ``recursive``). A path that does not exist is kept, to be reported when it is
+    read."""
     files, skipped = [], []
     for path in paths:
         if not os.path.isdir(path):
-            files.append((path, None))
+            files.append((path, None, input_kind(path)))
             continue
         found, folders = [], []
         for folder, dirs, names in os.walk(path):
@@ -82,16 +110,17 @@ def expand_inputs(paths, recursive=False):
             if not recursive:
                 folders, dirs[:] = [os.path.join(folder, d) for d in dirs], []
             found += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
-        taken = [f for f in found if f.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
-        skipped += [(f, "not an image or video file (by its extension)") for f in found if f not in taken]
+        kinds = {f: input_kind(f) for f in found}
+        taken = [f for f in found if kinds[f]]
+        skipped += [(f, "not an image or video file (by its content)") for f in found if f not in taken]
         skipped += [(f, "a folder (--recursive takes sub-folders too)") for f in folders]
         for f in taken:
             if looks_like_output(f, [g for g in taken if os.path.dirname(g) == os.path.dirname(f)]):
                 skipped.append((f, "an output of an earlier run (name it directly to upscale it)"))
             else:
-                files.append((f, path))
+                files.append((f, path, kinds[f]))
         if not taken:
-            raise UserError(f"no images or videos ({', '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}) in folder {path}"
+            raise UserError(f"no images or videos in folder {path}"
                             + (" (it has sub-folders: --recursive takes them)" if folders else ""))
     return files, skipped
 
@@ -99,34 +128,38 @@ def expand_inputs(paths, recursive=False):
 @dataclass(frozen=True)
 class Destination:
     """Where outputs go: ``output`` (one file), else ``output_dir`` (a folder; None: beside each input), in the
-    image format ``fmt`` (a --format name; None: by --output's extension, else PNG); and what to do with an
-    output that exists: ``existing`` is "refuse" (the default), "skip" or "overwrite"."""
+    image format ``fmt`` (a --format name; None: by --output's extension, else PNG), videos with ``encoding``
+    (:class:`video.Encoding`) in their own container where it holds the result (:func:`video.output_extension`);
+    and what to do with an output that exists: ``existing`` is "refuse" (the default), "skip" or "overwrite"."""
     output: str = None
     output_dir: str = None
     fmt: str = None
     existing: str = "refuse"
+    encoding: Encoding = Encoding()
 
-    def path(self, src, root, scale):
-        """Where the output of input ``src`` (found under folder ``root``, or named directly) goes."""
+    def path(self, src, root, scale, kind):
+        """Where the output of input ``src`` (found under folder ``root``, or named directly; an "image" or a
+        "video", :func:`input_kind`) goes."""
         if self.output:
             return self.output
-        stem, ext = os.path.splitext(os.path.basename(src))
-        ext = ext.lower() if is_video(src) else format_named(self.fmt or "png").extensions[0]  # a video stays in
-        folder = os.path.dirname(src)                                                           # its container
+        stem = os.path.splitext(os.path.basename(src))[0]
+        ext = output_extension(src, self.encoding) if kind == "video" else format_named(self.fmt or "png").extensions[0]
+        folder = os.path.dirname(src)
         if self.output_dir:
             sub = os.path.relpath(os.path.dirname(src), root) if root else "."
             folder = os.path.normpath(os.path.join(self.output_dir, sub))
         return os.path.join(folder, f"{stem}_srcnn_x{scale}{ext}")
 
-    def check(self, src, out):
-        """UserError, before any work, where the output ``out`` of ``src`` cannot be of the kind asked for."""
-        if not is_video(src):
+    def check(self, src, out, kind):
+        """UserError, before any work, where the output ``out`` of ``src`` (of ``kind``) cannot be of the kind
+        asked for (whether a video's container holds all of it is asked when it is written, before that)."""
+        if kind != "video":
             fmt = output_format(out, self.fmt)  # an unknown extension fails here
             named = _named_format(out)
             if self.output and self.fmt and named not in (None, fmt):
                 raise UserError(f"--output {out} names a {named.name} file and --format says {self.fmt}; "
                                 f"drop --format or change the extension")
-        elif not is_video(out):
+        elif not out.lower().endswith(VIDEO_EXTENSIONS):
             raise UserError(f"{src} is a video: its output {out} must end in one of {', '.join(VIDEO_EXTENSIONS)}")
 
 
@@ -139,7 +172,7 @@ def _named_format(path):
 
 
 def plan(files, scale, destination):
-    """The (input, output) pairs to do, and the (input, reason) skipped for existing outputs; UserError,
+    """The (input, output, kind) triples to do, and the (input, reason) skipped for existing outputs; UserError,
     before anything is written, for two inputs of one output, an output that is an input, an output that
     exists (unless ``destination`` skips or overwrites them) or one that may not be replaced."""
     pairs, by_output, skipped, existing = [], {}, [], []
@@ -148,10 +181,10 @@ def plan(files, scale, destination):
         raise UserError(f"--output names a file and {output} is a folder; use --output-dir for a folder")
     if output and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise UserError(f"output folder does not exist: {os.path.dirname(os.path.abspath(output))}")
-    inputs = {os.path.realpath(p) for p, _ in files}
-    for path, root in files:
-        out = destination.path(path, root, scale)
-        destination.check(path, out)
+    inputs = {os.path.realpath(p) for p, _, _ in files}
+    for path, root, kind in files:
+        out = destination.path(path, root, scale, kind)
+        destination.check(path, out, kind)
         key = os.path.realpath(out)
         if key in inputs:
             raise UserError(f"the output {out} would replace the input {path if os.path.realpath(path) == key else out}; "
@@ -169,7 +202,7 @@ def plan(files, scale, destination):
             elif os.path.isdir(out) or not os.access(out, os.W_OK) or not os.stat(out).st_mode & 0o222:
                 raise UserError(f"{out} exists and is {'a folder' if os.path.isdir(out) else 'read-only'}; "
                                 f"not replaced")
-        pairs.append((path, out))
+        pairs.append((path, out, kind))
     if existing:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise UserError(f"{existing[0]}{more} {'exist' if more else 'exists'} already; nothing was written. Pass "
@@ -304,7 +337,8 @@ def bounded_int(low, high, what):
 def build_parser():
     p = Parser(description="Upscale images with a trained SRCNN, at its checkpoint's scale.",
                formatter_class=HelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="IN", help="low-resolution image files or folders of them")
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="low-resolution image and video files or folders of them, recognised by their content")
     p.add_argument("--checkpoint", help="checkpoint file (default: the x3 model checkpoint.pth beside this "
                                         "script; checkpoints/srcnn_x2.pth and srcnn_x4.pth are the other scales)")
     p.add_argument("--output", help="where to write, for a single input (default: <stem>_srcnn_x{scale}.png "
@@ -332,13 +366,15 @@ def build_parser():
                    help="arithmetic of the network: fp32 is the exact result; bf16 is faster on GPUs and on CPUs "
                         "with bfloat16 instructions (README: speed and cost)")
     p.add_argument("--video-codec", type=video_encoder,
-                   help="videos: the encoder (default: libx264, 8-bit 4:2:0 that every player opens; libvpx-vp9 "
-                        "for .webm; ffv1: lossless RGB, in .mkv)")
+                   help="videos: the encoder (default: libx264, 8-bit 4:2:0 that every player opens; for 10- and "
+                        "12-bit inputs libx265 Main 10, or libx264 High 10 where the container holds no HEVC; "
+                        "libvpx-vp9 for .webm; ffv1: lossless RGB; docs/video.md)")
     p.add_argument("--crf", type=bounded_int(0, 51, "is past 51, the worst quality libx264 has"), default=CRF,
-                   help="videos: libx264/VP9 quality, 0-51, lower is better (about 18 and below looks lossless)")
+                   help="videos: libx264/libx265/VP9 quality, 0-51, lower is better (about 18 and below looks "
+                        "lossless)")
     p.add_argument("--preset", choices=PRESETS, default=PRESET,
-                   help="videos: libx264 speed against file size (medium and slower: smaller files for more "
-                        "encoding work; README: Speed)")
+                   help="videos: libx264/libx265 speed against file size (medium and slower: smaller files for "
+                        "more encoding work; README: Speed)")
     p.add_argument("--tile", type=tile_size,
                    help=f"tile side in output pixels (bounds memory; at least {MIN_TILE}) [default: {TILE} on the CPU, "
                         f"{GPU_TILE} with --cuda]")
@@ -380,15 +416,19 @@ def _interrupted(error):
 
 
 def prepare_call(args, group):
-    """(upscaler, the (input, output) pairs to do, those skipped with why, the inputs not found) of a parsed
-    command line; UserError for anything wrong with it, before anything is written. An input that does not
-    exist is reported as such whatever its output would have been (and never skipped for an existing one)."""
+    """(upscaler, the (input, output, kind) triples to do, those skipped with why, the inputs not found) of a
+    parsed command line; UserError for anything wrong with it, before anything is written. An input that does
+    not exist is reported as such whatever its output would have been (and never skipped for an existing one)."""
     files, skipped = expand_inputs(args.inputs, args.recursive)
-    missing = [path for path, _ in files if not os.path.lexists(path)]
-    files = [(path, root) for path, root in files if path not in missing]
+    missing = [path for path, _, _ in files if not os.path.lexists(path)]
+    files = [(path, root, kind) for path, root, kind in files if path not in missing]
     if missing and not files:
         raise UserError(f"input not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
                                                            else ""))
+    videos = [path for path, _, kind in files if kind == "video"]
+    if args.format and videos and len(videos) == len(files):
+        raise UserError(f"--format {args.format} is an image format, and {videos[0]} is a video, written as a video; "
+                        f"drop --format (--output NAME.mkv, say, chooses the container)")
     if args.output and len(files) > 1:
         raise UserError("--output names one file: give a single input image, or use --output-dir")
     if args.output and args.output_dir:
@@ -398,7 +438,9 @@ def prepare_call(args, group):
     upscaler = Upscaler(prepare(model, device, args.precision), checkpoints.scale_of(ckpt), args.tile,
                         args.self_ensemble)
     existing = "skip" if args.skip_existing else "overwrite" if args.overwrite else "refuse"
-    pairs, existing = plan(files, upscaler.scale, Destination(args.output, args.output_dir, args.format, existing))
+    encoding = Encoding(args.video_codec, args.crf, args.preset)
+    pairs, existing = plan(files, upscaler.scale,
+                           Destination(args.output, args.output_dir, args.format, existing, encoding))
     if group.main and precision_warning(device, args.precision):
         print(f"warning: {precision_warning(device, args.precision)}", file=sys.stderr, flush=True)
     return upscaler, pairs, skipped + existing, missing
@@ -435,7 +477,7 @@ def upscale_call(args):
         if error and (group.main or not first_failing):
             print(error, file=sys.stderr, flush=True)
         sys.exit(1)
-    created = new_folders(out for _, out in pairs)  # before the barrier: no process has made one yet
+    created = new_folders(out for _, out, _ in pairs)  # before the barrier: no process has made one yet
     group.barrier()  # every process has planned before any writes (else a later one would find outputs)
     if group.main:
         for path in missing:
@@ -444,13 +486,16 @@ def upscale_call(args):
             print(f"skipped {path}: {reason}", file=sys.stderr)
         if not pairs:
             print("nothing to do", file=sys.stderr)
+        if args.format and any(kind == "video" for _, _, kind in pairs):
+            print(f"note: --format {args.format} applies to the images; videos are written as videos",
+                  file=sys.stderr)
     failed = run(args, group, upscaler, pairs, created)
     failed = group.totals(failed)[0] + len(missing)  # every process is done writing
     if group.main:
         remove_empty(created)
     group.leave()
     count = len(pairs) + len(missing)
-    kinds = ("input" if any(is_video(p) for p, _ in pairs) else "image") + ("s" if count > 1 else "")
+    kinds = ("image" if all(kind == "image" for _, _, kind in pairs) else "input") + ("s" if count > 1 else "")
     if failed and count > 1:  # each failure has had its line; a summary where there were several inputs
         say(group, f"error: {failed} of {count} {kinds} failed" + (f" ({group.world} processes)"
                                                                    if group.world > 1 else ""))
@@ -460,15 +505,26 @@ def upscale_call(args):
         print(f"{len(pairs)} {kinds} upscaled by {group.world} processes")
 
 
+def unreadable(path):
+    """Why the input ``path``, of no kind (:func:`input_kind`), cannot be upscaled, in words."""
+    if not os.path.exists(path):
+        return f"input not found: {path}"
+    return f"cannot read {path}: it is neither an image that Pillow reads nor a video that FFmpeg reads"
+
+
 def run(args, group, upscaler, pairs, created):
     """Upscale this process's share of ``pairs``; returns how many failed. A stop (Ctrl-C, SIGTERM) ends the
     call in one line, leaving only whole outputs and no folder of ``created`` that stayed empty."""
-    images = group.share([(p, o) for p, o in pairs if not is_video(p)])
-    videos = group.share([(p, o) for p, o in pairs if is_video(p)])
+    images = group.share([(p, o) for p, o, kind in pairs if kind == "image"])
+    videos = group.share([(p, o) for p, o, kind in pairs if kind == "video"])
+    unread = group.share([p for p, _, kind in pairs if kind is None])
     encoding = Encoding(args.video_codec, args.crf, args.preset)
     try:
-        failed = upscale_all(images, lambda picture: super_resolve(upscaler, picture), args.format,
-                             args.quality, args.background) if images else 0
+        for path in unread:
+            tqdm.write(f"error: {unreadable(path)}", file=sys.stderr)
+        failed = len(unread)
+        failed += upscale_all(images, lambda picture: super_resolve(upscaler, picture), args.format,
+                              args.quality, args.background) if images else 0
         for path, out in videos:
             failed += not upscale_one_video(path, out, upscaler, encoding)
         return failed

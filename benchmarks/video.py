@@ -1,4 +1,4 @@
-"""Video speed: a 1280x720 clip upscaled to 3840x2160 (x3), the stages apart and the whole job.
+"""Video speed: a 1280x720 clip upscaled to 3840x2160 (x3), the stages apart and the whole job, 8-bit and 10-bit.
 
     python benchmarks/video.py [--cuda] [--precision fp32 bf16] [--frames 72] [--size 1280x720]
 
@@ -9,7 +9,10 @@ the GPU; the mean over --network-frames frames after a warm-up, as the job's rat
 encoding 4K frames (each input frame bicubic-upscaled, so the encoder sees moving pictures: RGB to 4:2:0,
 libx264 at the default crf and each of --presets, written to a file). Then the whole job as
 super_resolve.py runs it (`video.upscale_video`: the three stages overlapped in threads), with the first
-of --presets.
+of --presets. Last, with the first precision, the whole job on a 10-bit (H.264 High 10) clip of the same
+picture: decoded at 16 bits, upscaled at 16 bits, encoded by libx265 in Main 10 (docs/video.md); and the job's
+pipeline alone (decoding, RGB, encoding, the network replaced by a nearest-neighbour upscale) on the 8-bit clip,
+and on the 10-bit one with libx265 Main 10 and with libx264 High 10: what the bit depth and the encoder cost.
 
 The whole job's rate is its frame count over its wall time, start (the file opened) to end (the output
 closed), with the fill and the drain of the pipeline in it: a little below what a long video gets.
@@ -31,9 +34,14 @@ from inference import PRECISIONS, Upscaler, bicubic_upscale, prepare  # noqa: E4
 from video import CRF, PRESET, PRESETS, Encoding, encode_video, read_video_frames, upscale_video  # noqa: E402
 
 
-def make_clip(path, w, h, frames):
-    """An H.264 clip of ``frames`` frames: a synthetic picture moving 3 pixels a frame, 25 frames/s."""
+def make_clip(path, w, h, frames, deep=False):
+    """An H.264 clip of ``frames`` frames: a synthetic picture moving 3 pixels a frame, 25 frames/s; ``deep``:
+    a 10-bit one (High 10) of the same picture, its low bits filled with a fine ramp (libx264: the bundled
+    libx265 aborts the process at some small sizes, 48x32 among them; docs/video.md)."""
     picture = synthetic(h, w + 3 * frames)
+    if deep:
+        fine = (np.arange(picture.shape[1]) * 37 % 256).astype(np.uint16)[:, None]
+        picture = picture.astype(np.uint16) * 256 + fine  # 0..65535: the 8-bit picture and a finer ramp below it
     encode_video((np.ascontiguousarray(picture[:, 3 * i:3 * i + w]) for i in range(frames)), path,
                  Encoding("libx264", preset="medium"))
 
@@ -103,6 +111,38 @@ def main():
             wall = time.perf_counter() - start
             print(f"{precision} whole job (--preset {args.presets[0]}): {n / wall:.2f} frames/s, "
                   f"{100 * n / wall / network_fps:.0f}% of the network's rate ({n} frames in {wall:.1f} s)", flush=True)
+            if precision == args.precision[0]:
+                ten_bit(tmp, clip, args, upscaler)
+
+
+class Nearest:
+    """An upscaler (what video.upscale_video takes) that repeats pixels: the job without the network."""
+
+    def __init__(self, scale):
+        self.scale, self.batch = scale, 1
+
+    def frames(self, frames):
+        return [np.repeat(np.repeat(f, self.scale, 0), self.scale, 1) for f in frames]
+
+
+def ten_bit(tmp, clip, args, upscaler):
+    """The whole job on a 10-bit clip of ``clip``'s picture (H.264 High 10 in, libx265 Main 10 out), then the
+    pipeline alone (:class:`Nearest`) on ``clip`` and on the 10-bit clip with each 10-bit encoder."""
+    deep = os.path.join(tmp, "clip10.mkv")
+    make_clip(deep, *args.size, args.frames, deep=True)
+    start = time.perf_counter()
+    n, _ = upscale_video(deep, os.path.join(tmp, "out10.mkv"), upscaler, Encoding(preset=args.presets[0]))
+    wall = time.perf_counter() - start
+    print(f"10-bit whole job (High 10 in, Main 10 out, libx265 --preset {args.presets[0]}): {n / wall:.2f} frames/s "
+          f"({n} frames in {wall:.1f} s)", flush=True)
+    for path, codec, what in ((clip, "libx264", "8-bit"), (deep, "libx265", "10-bit, Main 10"),
+                              (deep, "libx264", "10-bit, High 10")):
+        start, cpu = time.perf_counter(), time.process_time()
+        n, _ = upscale_video(path, os.path.join(tmp, "nearest.mkv"), Nearest(upscaler.scale),
+                             Encoding(codec, preset=args.presets[0]))
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        print(f"pipeline alone ({what}, {codec}): {n / wall:.2f} frames/s, {1000 * cpu / n:.0f} CPU-ms a frame "
+              f"(decode, RGB, nearest x{upscaler.scale}, encode)", flush=True)
 
 
 if __name__ == "__main__":

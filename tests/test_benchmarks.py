@@ -38,9 +38,12 @@ def test_video_benchmark_times_each_stage_and_the_whole_job():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("device: ") and "6 frames of 48x32" in lines[0]
+    ten_bit = ["10-bit whole job (High 10 in, Main 10 out, libx265 --preset veryfast)",
+               "pipeline alone (8-bit, libx264)", "pipeline alone (10-bit, Main 10, libx265)",
+               "pipeline alone (10-bit, High 10, libx264)"]
     assert [l.split(":")[0] for l in lines[1:]] == ["decode", "fp32 network", "encode", "encode",
-                                                    "fp32 whole job (--preset veryfast)", "bf16 network",
-                                                    "bf16 whole job (--preset veryfast)"]
+                                                    "fp32 whole job (--preset veryfast)", *ten_bit,
+                                                    "bf16 network", "bf16 whole job (--preset veryfast)"]
     assert "48x32 -> 144x96" in lines[2] and "--preset medium" in lines[4]
     assert all("frames/s" in l for l in lines[1:]) and "% of the network's rate (6 frames in" in lines[5]
 
