@@ -184,7 +184,8 @@ class Bf16FirstLayerSRCNN(SRCNN):
     multiply-adds, runs in oneDNN's bfloat16 math mode (bfloat16 products, float32 sums and output) on the image
     as integers 0..255 and on weights (the 1/255 folded in) already rounded to bfloat16 by
     :func:`round_preserving_sums`: every operand is exact in bfloat16, so the result is the same on every CPU,
-    with bfloat16 instructions or without (where PyTorch then runs its float32 kernels). Layers 2 and 3 compute
+    with bfloat16 instructions or without (where it runs oneDNN's float32 kernels, the bfloat16 mode being
+    emulated there and slower). Layers 2 and 3 compute
     in float32. Rounding the activations between layers to bfloat16, as bfloat16 tensors do, cost 0.022 dB
     or more on Set5 x3 in every arrangement measured; this one costs 0.0003 dB.
     Input: (N, 3, H, W) with values 0..255. Output: float32 in [0, 1] like the SRCNN's."""
@@ -196,9 +197,14 @@ class Bf16FirstLayerSRCNN(SRCNN):
         first = self.convs[0]
         with torch.no_grad():
             first.weight.copy_(round_preserving_sums(first.weight / 255))
+        # Without bfloat16 instructions oneDNN's bfloat16 mode emulates them, about 15% slower than its float32
+        # kernels on a 2-core AMD EPYC (Zen 3), which give the same products here: every operand is a bfloat16.
+        self.bf16_math = cpu_has_bf16() is not False
 
     def forward(self, x):
-        first, *rest = self.convs
+        if not self.bf16_math:
+            return super().forward(x)
+        first = self.convs[0]
         saved = torch.backends.mkldnn.conv.fp32_precision
         torch.backends.mkldnn.conv.fp32_precision = "bf16"  # process-wide: only the network's thread runs convs
         try:

@@ -191,6 +191,12 @@ def test_reduced_precision_stays_close_to_fp32_and_leaves_the_model_alone(precis
         assert torch.equal(first, first.to(PRECISIONS[precision]).to(first.dtype))  # exact in the format
         diff = (apply_network_float(reduced, img) - exact).abs()
         assert diff.max() < 0.02 and diff.mean() < 0.002, (type(reduced), diff.max(), diff.mean())
+    if precision == "bf16":  # with bfloat16 instructions or not (oneDNN's float32 kernels): the same products
+        cpu, modes = prepare(model, torch.device("cpu"), precision), []
+        for bf16_math in (True, False):
+            cpu.bf16_math = bf16_math
+            modes.append(apply_network_float(cpu, img))
+        assert (modes[0] - modes[1]).abs().max() < 1e-5
     assert ReducedPrecisionSRCNN(model, PRECISIONS[precision]).offset.dtype == torch.float32
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy was converted
 
