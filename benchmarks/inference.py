@@ -13,6 +13,8 @@ difference from the fp32 output of the same frame (the Set5 cost: `main.py evalu
 device's arithmetic rate: a large matrix product in that precision, timed here on the same device, divided
 by the network's 40,000 floating-point operations (19,999 multiply-adds) per output pixel. It is a yardstick
 measured with torch's own kernels, not a hard ceiling: on the CPU the fp32 convolutions beat it slightly.
+Beside it, the memory-bandwidth bound: the device's copy rate divided by the bytes of activations the network
+reads and writes per output pixel unfused (:func:`network_bytes_per_pixel`), and each figure's fraction of it.
 First, for comparison, the plain way: Pillow's bicubic and one float32 NCHW pass over the whole image.
 """
 import argparse
@@ -69,6 +71,22 @@ def network_flops_per_pixel(model):
     return 2 * sum(c.weight.numel() for c in model.convs)
 
 
+def copy_rate(device, repeat):
+    """Bytes a second the device's memory moves: a 1 GiB tensor (256 MiB on the CPU) copied, read and written."""
+    n = (2 ** 30 if device.type == "cuda" else 2 ** 28) // 4
+    a = torch.empty(n, device=device)
+    b = torch.empty_like(a)
+    return 2 * a.numel() * a.element_size() / best_time(lambda: b.copy_(a), device, repeat)
+
+
+def network_bytes_per_pixel(model):
+    """Bytes of activations each layer reads and writes per output pixel, the ReLUs fused into the convolutions
+    (what a network that keeps no activation in cache must move at least): the convolutions' input and output
+    channels in the dtype the model's tensors hold (a bf16 model on the CPU keeps float32 tensors)."""
+    size = model.convs[0].weight.element_size()
+    return size * sum(c.in_channels + c.out_channels for c in model.convs)
+
+
 def process_run(checkpoint, w, h, precision, cuda):
     """Wall time (s) and peak resident memory (GiB) of one whole super_resolve.py process (start, torch
     import, model loading, decoding, upscaling, encoding) on a W x H input; returns (seconds, GiB, output size)."""
@@ -111,6 +129,9 @@ def main():
     p.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=["fp32", "bf16"])
     p.add_argument("--size", type=size_arg, default=(3840, 2160), help="output frame WxH")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per figure (the best is kept)")
+    p.add_argument("--no-plain", action="store_true",
+                   help="leave out the plain pass (on a 2-core AMD EPYC without AVX-512 its NCHW convolution on a "
+                        "4K frame ran out of 24 GiB of memory)")
     p.add_argument("--process", type=size_arg, nargs="*", default=[], metavar="WxH",
                    help="also time whole super_resolve.py processes on inputs of these sizes (e.g. 1280x720)")
     args = p.parse_args()
@@ -131,7 +152,7 @@ def main():
         w, h = args.size[0] // scale, args.size[1] // scale
         lr = synthetic(h, w)
         mp = w * h * scale * scale / 1e6
-        if reference is None:  # the assignment's plain way, for comparison: one NCHW float32 pass, zero-padded
+        if reference is None and not args.no_plain:  # the assignment's plain way, for comparison: one NCHW float32 pass, zero-padded
             plain = prepare(network, device).to(memory_format=torch.contiguous_format)
             seconds = best_time(lambda: plain_pass(plain, lr, scale, device), device, args.repeat)
             print(f"plain fp32 NCHW whole image, {w}x{h} -> {w * scale}x{h * scale}: {mp / seconds:8.2f} MP/s, "
@@ -140,17 +161,23 @@ def main():
         reference = out if reference is None else reference
         diff = int(np.abs(out.astype(int) - reference.astype(int)).max())
         limit = matmul_rate(device, PRECISIONS[precision], args.repeat) / network_flops_per_pixel(model) / 1e6
+        moved = network_bytes_per_pixel(model)
+        bound = copy_rate(device, args.repeat) / moved / 1e6
+        print(f"{precision:4s} memory-bandwidth bound: {bound:9.1f} MP/s ({bound / mp:7.1f} frames/s; {moved} bytes of "
+              f"activations an output pixel, at the copy rate of the device's memory)", flush=True)
         for tile in (None, default_tile(device)):
             seconds = best_time(lambda: upscale(model, lr, scale, tile=tile), device, args.repeat)
             print(f"{precision:4s} {'whole' if tile is None else f'tile {tile}':9s} {w}x{h} -> {w * scale}x{h * scale}: "
                   f"{mp / seconds:8.2f} MP/s, {1 / seconds:7.2f} frames/s (8-bit in and out, bicubic included); "
-                  f"matrix-product rate {limit:9.1f} MP/s; max 8-bit difference from fp32: {diff}", flush=True)
+                  f"matrix-product rate {limit:9.1f} MP/s; {100 * mp / seconds / bound:5.1f}% of the bandwidth bound; "
+                  f"max 8-bit difference from fp32: {diff}", flush=True)
         if device.type == "cuda":
             frames = torch.from_numpy(np.stack([synthetic(h, w, seed) for seed in range(8)])).to(device)
             tile = default_tile(device)
             seconds = best_time(lambda: upscale_tensor(model, frames, scale, tile), device, args.repeat) / len(frames)
             print(f"{precision:4s} on device, 8 frames a batch, tile {tile}: {mp / seconds:8.2f} MP/s, "
-                  f"{1 / seconds:7.2f} frames/s (bicubic and the network, frames already on the GPU)", flush=True)
+                  f"{1 / seconds:7.2f} frames/s (bicubic and the network, frames already on the GPU); "
+                  f"{100 * mp / seconds / bound:5.1f}% of the bandwidth bound", flush=True)
 
 
 def plain_pass(model, lr, scale, device):

@@ -102,6 +102,7 @@ def main():
                 big = [bicubic_upscale(f, scale) for f in frames]
                 for preset in args.presets:
                     fps, cpu = encode(big, os.path.join(tmp, "enc.mp4"), Encoding("libx264", preset=preset))
+                    encode_fps = fps if preset == args.presets[0] else encode_fps
                     print(f"encode: {fps:.2f} frames/s, {cpu:.3f} CPU-s a frame ({w * scale}x{h * scale} RGB to 4:2:0 "
                           f"libx264 --preset {preset}, crf {CRF})", flush=True)
                 del big
@@ -111,6 +112,10 @@ def main():
             wall = time.perf_counter() - start
             print(f"{precision} whole job (--preset {args.presets[0]}): {n / wall:.2f} frames/s, "
                   f"{100 * n / wall / network_fps:.0f}% of the network's rate ({n} frames in {wall:.1f} s)", flush=True)
+            stages = {"decode": decode_fps, "network": network_fps, "encode": encode_fps}
+            slowest = min(stages, key=stages.get)
+            print(f"{precision} slowest stage: {slowest} ({stages[slowest]:.2f} frames/s); the whole job ran at "
+                  f"{100 * n / wall / stages[slowest]:.0f}% of its rate", flush=True)
             if precision == args.precision[0]:
                 ten_bit(tmp, clip, args, upscaler)
 

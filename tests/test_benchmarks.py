@@ -26,9 +26,13 @@ def test_inference_benchmark_reports_processes_and_each_precision_whole_and_tile
     assert lines[1].startswith("super_resolve.py fp32 40x30 -> 120x90: ") and "peak RSS" in lines[1]
     assert lines[2].startswith("super_resolve.py bf16 40x30 -> 120x90: ")
     assert lines[3].startswith("plain fp32 NCHW whole image, 30x20 -> 90x60:")
-    assert [l.split()[:2] for l in lines[4:]] == [["fp32", "whole"], ["fp32", "tile"], ["bf16", "whole"], ["bf16", "tile"]]
-    assert all("30x20 -> 90x60" in l and "MP/s" in l and "frames/s" in l and "matrix-product rate" in l for l in lines[4:])
-    assert lines[4].endswith("difference from fp32: 0")
+    assert [l.split()[:2] for l in lines[4:]] == [["fp32", "memory-bandwidth"], ["fp32", "whole"], ["fp32", "tile"],
+                                                  ["bf16", "memory-bandwidth"], ["bf16", "whole"], ["bf16", "tile"]]
+    assert "792 bytes of activations an output pixel" in lines[4]  # float32: 4 x (3+64 + 64+32 + 32+3)
+    runs = [l for l in lines[4:] if "bandwidth bound:" not in l]
+    assert all("30x20 -> 90x60" in l and "MP/s" in l and "frames/s" in l and "matrix-product rate" in l
+               and "% of the bandwidth bound" in l for l in runs)
+    assert runs[0].endswith("difference from fp32: 0")
 
 
 def test_video_benchmark_times_each_stage_and_the_whole_job():
@@ -42,10 +46,12 @@ def test_video_benchmark_times_each_stage_and_the_whole_job():
                "pipeline alone (8-bit, libx264)", "pipeline alone (10-bit, Main 10, libx265)",
                "pipeline alone (10-bit, High 10, libx264)"]
     assert [l.split(":")[0] for l in lines[1:]] == ["decode", "fp32 network", "encode", "encode",
-                                                    "fp32 whole job (--preset veryfast)", *ten_bit,
-                                                    "bf16 network", "bf16 whole job (--preset veryfast)"]
+                                                    "fp32 whole job (--preset veryfast)", "fp32 slowest stage",
+                                                    *ten_bit, "bf16 network", "bf16 whole job (--preset veryfast)",
+                                                    "bf16 slowest stage"]
     assert "48x32 -> 144x96" in lines[2] and "--preset medium" in lines[4]
     assert all("frames/s" in l for l in lines[1:]) and "% of the network's rate (6 frames in" in lines[5]
+    assert lines[6].split(":")[1].split()[0] in ("decode", "network", "encode") and "% of its rate" in lines[6]
 
 
 def test_epoch_probe_trains_and_reports_every_epoch(image_folder, tmp_path):
