@@ -276,7 +276,7 @@ def _factors(text):
     return values
 
 
-def main(argv=None):
+def build_parser():
     p = Parser(description="Build an HDF5 file of LR/HR pairs from an image folder.", formatter_class=HelpFormatter)
     p.add_argument("folder", help="folder of HR images")
     p.add_argument("output", help="HDF5 file to write")
@@ -288,6 +288,11 @@ def main(argv=None):
                    help="train: comma-separated resize factors in (0, 1] of each image to cut patches from, "
                         "e.g. 1,0.9,0.8,0.7,0.6 (FSRCNN's down-scaled copies)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
     if args.kind == "test" and (args.stride != STRIDE or args.scales != (1.0,)):
         p.error("--stride and --scales apply to --kind train only")

@@ -91,8 +91,9 @@ def test_every_edge_ring_is_no_worse_than_bicubic_and_the_whole_image_scores_lik
 
 
 def readme_table_figure(scale, test_set):
-    """This project's single-pass shaved Y-PSNR for ``test_set`` in the README's results table of ``scale``."""
-    with open(os.path.join(ROOT, "README.md")) as f:
+    """This project's single-pass shaved Y-PSNR for ``test_set`` in the results table of ``scale`` (docs/results.md,
+    which the README links)."""
+    with open(os.path.join(ROOT, "docs", "results.md")) as f:
         table = f.read().split(f"**x{scale}** (`")[1].split("\n\n")[1]
     row = next(line for line in table.splitlines() if line.startswith(f"| {test_set} |"))
     return float(row.split("|")[5].split("/")[0].strip("* "))  # | set | bicubic | bicubic RGB | paper | this project
