@@ -115,29 +115,61 @@ def _resample_axis(x, size, axis):
     return (out >> PRECISION_BITS).clamp_(0, 255).to(torch.uint8)
 
 
+@functools.lru_cache(maxsize=32)
+def _float_taps(in_size, out_size, device):
+    """:func:`_pillow_bicubic_taps` on ``device``, the weights in float32 (Pillow's 16-bit path sums in double)."""
+    index, weight = _pillow_bicubic_taps(in_size, out_size)
+    return torch.from_numpy(index).to(device), torch.from_numpy(weight.astype(np.float32)).to(device)
+
+
+def _resample_axis_float(x, size, axis):
+    """Resample a float tensor along ``axis`` to ``size`` as Pillow's 32-bit float pass does (no rounding)."""
+    index, weight = _float_taps(x.shape[axis], size, x.device)
+    shape = [1] * x.dim()
+    shape[axis] = size
+    out = x.index_select(axis, index[:, 0]) * weight[:, 0].reshape(shape)
+    for k in range(1, index.shape[1]):
+        out += x.index_select(axis, index[:, k]) * weight[:, k].reshape(shape)
+    return out
+
+
 def bicubic_upscale_torch(image, scale):
     """(..., H, W, C) uint8 tensor on any device -> (..., H * scale, W * scale, C) uint8 tensor on it: Pillow's
     bicubic computed with torch in Pillow's own integer arithmetic (horizontal pass, 8-bit result, vertical
-    pass), so a GPU pipeline needs no CPU pass and gives Pillow's pixels exactly; a batch of frames at once."""
+    pass), so a GPU pipeline needs no CPU pass and gives Pillow's pixels exactly; a batch of frames at once.
+    An int32 tensor holding 16-bit samples goes as :func:`bicubic_upscale` takes a 16-bit image: Pillow's float
+    passes (in float32 here, not double: a sample can differ by 1 of 65535), rounded to an int32 result."""
     h, w = image.shape[-3:-1]
-    x = _resample_axis(image, w * scale, image.dim() - 2)
-    return _resample_axis(x, h * scale, image.dim() - 3)
+    if image.dtype == torch.uint8:
+        x = _resample_axis(image, w * scale, image.dim() - 2)
+        return _resample_axis(x, h * scale, image.dim() - 3)
+    x = _resample_axis_float(image.float(), w * scale, image.dim() - 2)
+    return _resample_axis_float(x, h * scale, image.dim() - 3).round_().clamp_(0, 65535).int()
+
+
+def _mirror_index(n, radius):
+    """The indices :func:`pad_edges` takes along an axis of ``n`` pixels."""
+    i = np.arange(-radius, n + radius)
+    if n > radius:
+        i = np.abs(i)
+        return np.where(i >= n, 2 * (n - 1) - i, i)
+    return np.clip(i, 0, n - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _mirror_tensor(n, radius, device):
+    """:func:`_mirror_index` on ``device``, kept: copying it from the host each time made the host wait there for
+    the device to finish the work queued before it (a copy that is not asynchronous waits for the stream)."""
+    return torch.from_numpy(_mirror_index(n, radius)).to(device)
 
 
 def pad_edges(image, radius):
     """Mirror ``radius`` pixels out from each side of an (H, W, C) array or (..., H, W, C) tensor (reflection
     without repeating the edge pixel); images too small to mirror repeat their edge pixels instead."""
     h, w = image.shape[-3:-1]
-
-    def mirrored(n):
-        i = np.arange(-radius, n + radius)
-        if n > radius:
-            i = np.abs(i)
-            return np.where(i >= n, 2 * (n - 1) - i, i)
-        return np.clip(i, 0, n - 1)
     if isinstance(image, np.ndarray):
-        return image[mirrored(h)][:, mirrored(w)]
-    rows, cols = (torch.from_numpy(mirrored(n)).to(image.device) for n in (h, w))
+        return image[_mirror_index(h, radius)][:, _mirror_index(w, radius)]
+    rows, cols = (_mirror_tensor(n, radius, image.device) for n in (h, w))
     return image.index_select(-3, rows).index_select(-2, cols)
 
 
@@ -300,9 +332,9 @@ def _as_tensor(image):
 
 def apply_network(model, image, tile=TILE, self_ensemble=False):
     """Run ``model`` over an (H, W, 3) uint8 or uint16 image (already bicubic-upscaled), array or tensor
-    (uint8) on any device, or over an (N, H, W, 3) uint8 tensor of N frames (one batch through the network);
-    returns the result of the same shape and type, a numpy array for an array, else a tensor on the model's
-    device.
+    (uint8, or int32 holding 16 bits) on any device, or over an (N, H, W, 3) tensor of N frames (one batch
+    through the network); returns the result of the same shape and type, a numpy array for an array, else a
+    tensor on the model's device.
 
     The edge is mirrored (see the module's docstring), the image is run in ``tile`` x ``tile`` blocks
     (``None``: all at once), each block computed on the model's device in the model's precision and
@@ -310,7 +342,7 @@ def apply_network(model, image, tile=TILE, self_ensemble=False):
     network, computing in floats, fills with real detail."""
     src = _as_tensor(image)
     batch = src if src.dim() == 4 else src[None]
-    peak = 65535 if getattr(image, "dtype", None) == np.uint16 else 255
+    peak = 255 if src.dtype == torch.uint8 else 65535
     out = torch.empty(batch.shape, dtype=torch.uint8 if peak == 255 else torch.int32,
                       device=model.device)
     for (y, x), sr in _blocks(model, batch, tile, self_ensemble, peak):
@@ -357,7 +389,9 @@ def upscale_frames(model, frames, scale, tile=TILE, self_ensemble=False):
 
 def upscale_tensor(model, lr, scale, tile=TILE, self_ensemble=False):
     """An (H, W, 3) uint8 tensor, or an (N, H, W, 3) one of N frames, upscaled on the model's device:
-    :func:`bicubic_upscale_torch` and the network, all N frames together; the uint8 result stays there."""
+    :func:`bicubic_upscale_torch` and the network, all N frames together; the uint8 result stays there.
+    An int32 tensor holding 16-bit samples gives an int32 one, as :func:`upscale` gives a uint16 image
+    (Pillow's float bicubic, computed on the device)."""
     lr = lr.to(model.device)
     return apply_network(model, bicubic_upscale_torch(lr, scale), tile, self_ensemble)
 
@@ -390,8 +424,21 @@ class Upscaler:
         """An (H, W, 3) uint8 or uint16 RGB array upscaled: (H * scale, W * scale, 3) of the same type."""
         return upscale(self.model, rgb, self.scale, self.tile or default_tile(self.model.device), self.self_ensemble)
 
+    @property
+    def device(self):
+        """Where the network runs (its weights' torch.device)."""
+        return self.model.device
+
     def frames(self, frames):
         """A list of (H, W, 3) uint8 frames of one size, each upscaled as calling the upscaler does it, pixel for
         pixel: a list of (H * scale, W * scale, 3) uint8 frames."""
         return upscale_frames(self.model, frames, self.scale, self.tile or default_tile(self.model.device),
+                              self.self_ensemble)
+
+    def tensors(self, frames):
+        """An (N, H, W, 3) tensor of N frames, uint8 or int32 holding 16 bits, on any device, upscaled on
+        :attr:`device` as calling the upscaler upscales each frame (:func:`upscale_tensor`): (N, H * scale,
+        W * scale, 3) of the same type, left there. The video path's call where colours are converted on the
+        device (video.py)."""
+        return upscale_tensor(self.model, frames, self.scale, self.tile or default_tile(self.model.device),
                               self.self_ensemble)

@@ -14,6 +14,9 @@ import struct
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+import numpy as np
+
+import yuv
 from pipeline import Sink, Stage
 from utils import UserError, atomic_write
 
@@ -23,15 +26,23 @@ CRF = 16  # libx264's constant rate factor: about 18 and below is visually lossl
 # slower stage (README: Speed).
 PRESET = "veryfast"
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+# The encoder's threads (AVCodecContext.thread_type), as many as the host has cores: "slice" is PyAV's default,
+# which libx264 takes as sliced threads (each frame cut into slices encoded at once); "frame" keeps several
+# frames in flight, as FFmpeg's command line does. On a 2-core AMD EPYC, 24 1920x1080 frames encoded at 12.0 and
+# 14.8 frames/s sliced, 15.8 and 15.4 by frames, the files within 2% of each other; on many cores, where a GPU
+# leaves the encoder the slowest stage, benchmarks/video.py times both.
+THREADS = ("slice", "frame")
 
 
 @dataclass(frozen=True)
 class Encoding:
     """How a video is encoded: ``codec`` (FFmpeg's encoder name; None: the container's default for the
-    input's bit depth), ``crf`` (libx264, libx265 and VP9 quality) and ``preset`` (libx264 and libx265 speed)."""
+    input's bit depth), ``crf`` (libx264, libx265 and VP9 quality), ``preset`` (libx264 and libx265 speed) and
+    ``threads`` (one of :data:`THREADS`; as many threads as the host has cores either way)."""
     codec: str = None
     crf: int = CRF
     preset: str = PRESET
+    threads: str = "slice"
 
 
 @dataclass(frozen=True)
@@ -260,10 +271,16 @@ def output_extension(src, encoding=Encoding()):
         return ext if ext in CONTAINERS and _refusal(inp, vin, ext, encoding) is None else FALLBACK
 
 
-def upscale_video(src, dst, upscaler, encoding=Encoding(), progress=None):
+def upscale_video(src, dst, upscaler, encoding=Encoding(), progress=None, device=None):
     """Upscale every frame of the video ``src`` with ``upscaler`` into ``dst``, written atomically; returns
     (frames, path). ``upscaler`` has a ``scale``, a ``batch`` (frames it takes at a time) and ``frames(list of
     (H, W, 3) RGB arrays)`` -> the list of their (sH, sW, 3) results, uint8, or uint16 for a 10- or 12-bit input.
+
+    Colours: swscale converts them on the host, to and from the arrays ``frames`` takes (:class:`_OnHost`); where
+    ``device`` (a torch.device or its name: the upscaler's own, for a GPU) is given, the frames' YUV planes go
+    there and are converted to RGB and back there, the upscaler taking and giving tensors (``tensors``:
+    :class:`inference.Upscaler`'s; :class:`_OnDevice`), within 1 level of swscale's (tests/test_yuv.py). The
+    command line does not use it yet: its speed on a GPU is still to be measured (docs/speed.md).
 
     Frame-exact: the frames players show (after an edit list) are decoded and each encoded with its own
     timestamp in the input's time base, so the frame count, the timestamps (variable frame rate included) and
@@ -298,11 +315,11 @@ def upscale_video(src, dst, upscaler, encoding=Encoding(), progress=None):
         if not codec.rgb and (w % 2 or h % 2):
             raise UserError(f"cannot upscale video {src}: its frames would be {w}x{h}, and 4:2:0 video needs even "
                             f"sides; --video-codec ffv1 (lossless RGB, in .mkv) takes any size")
-        frames = [0]
+        frames, pictures = [0], _pictures(upscaler, Look.of(vin), codec, device)
 
         def write(tmp):
             with av.open(tmp, "w", format=container.muxer, container_options=container.options) as out:
-                frames[0] = _transcode(inp, vin, out, upscaler, _Job(container, codec, encoding), progress)
+                frames[0] = _transcode(inp, vin, out, pictures, _Job(container, codec, encoding), progress)
         atomic_write(dst, write)
         return frames[0], dst
     except (av.error.FFmpegError, ValueError) as e:  # ValueError: e.g. an encoder's option it does not take
@@ -422,10 +439,11 @@ def read_video_frames(path):
 
 # --------------------------------------------------------------------------- the three stages
 
-def _decode_video(inp, vin, copies, look):
+def _decode_video(inp, vin, copies, picture):
     """The decoding thread: the packets of the copied streams and, in order with them, each video frame as
-    (frame, RGB array); UserError where the file cannot be read to its end. Where the container stores no
-    presentation times (AVI), a frame is timed by its decoding time, as players do."""
+    (frame, ``picture(frame)``: its RGB array or YUV planes); UserError where the file cannot be read to its end.
+    Where the container stores no presentation times (AVI), a frame is timed by its decoding time, as players
+    do."""
     import av
     count, last, by_dts = 0, None, inp.format.name in PTSLESS_DEMUXERS
     try:
@@ -438,7 +456,7 @@ def _decode_video(inp, vin, copies, look):
                 if by_dts or frame.pts is None:
                     frame.pts = _shown_at(frame, last)
                 last, count = frame.pts, count + 1
-                yield frame, _rgb(frame, look)
+                yield frame, picture(frame)
     except av.error.FFmpegError as e:
         raise UserError(f"{inp.name}: cannot be read past its frame {count} ({e}): a truncated or damaged file") \
             from None
@@ -454,7 +472,7 @@ def _shown_at(frame, last):
 
 
 def _upscaled(decoded, upscale_frames, batch):
-    """The decoder's items (a :class:`pipeline.Stage`) with each frame's RGB array replaced by its upscaled one,
+    """The decoder's items (a :class:`pipeline.Stage`) with each frame's picture replaced by its upscaled one,
     ``batch`` frames through ``upscale_frames`` at a time (the packets between them keep their place)."""
     waiting = []
 
@@ -494,6 +512,14 @@ def _video_stream(out, codec, size, rate, time_base, look):
     return vout
 
 
+def _set_encoder(vout, codec, encoding, hdr):
+    """The options of ``codec`` (:class:`Codec`) for ``encoding`` and the input's ``hdr`` metadata set on the
+    encoder of ``vout`` before it opens, and its threads: ``encoding.threads``, as many as the host has cores."""
+    vout.options = codec.options(encoding, hdr)
+    vout.codec_context.thread_type = encoding.threads.upper()
+    vout.codec_context.thread_count = 0
+
+
 def encode_video(frames, path, encoding=Encoding("libx264"), rate=25):
     """Write (H, W, 3) RGB ``frames`` (uint8, or uint16: 10 bits) as the video ``path``, encoded as
     :func:`upscale_video` encodes (BT.709 limited range); returns its frame count. For measuring the encoder
@@ -506,7 +532,7 @@ def encode_video(frames, path, encoding=Encoding("libx264"), rate=25):
             if count == 0:
                 look = Look(matrix, BT709, BT709, deep=rgb.dtype.itemsize == 2)
                 vout = _video_stream(out, codec, rgb.shape[1::-1], rate, Fraction(1, rate), look)
-                vout.options = codec.options(encoding, {})
+                _set_encoder(vout, codec, encoding, {})
             frame = _yuv_frame(rgb, vout, matrix)
             frame.pts = count
             out.mux(vout.encode(frame))
@@ -526,11 +552,12 @@ class _Job:
 @dataclass
 class _Output:
     """The file being written: its container ``out``, the encoded video stream ``vout`` and the
-    :class:`_Job`, the input's :class:`Look`, and ``copies``: the output stream of each copied input stream."""
+    :class:`_Job`, the ``pictures`` (:class:`_OnHost` or :class:`_OnDevice`) that give its frames, and
+    ``copies``: the output stream of each copied input stream."""
     out: object
     vout: object
     job: _Job
-    look: Look
+    pictures: object
     copies: dict
 
     def start(self, frame):
@@ -541,7 +568,7 @@ class _Output:
             self.vout.set_display_matrix(struct.unpack("9i", side["DISPLAYMATRIX"][:36]))
         elif frame.rotation:  # its side data unreadable (:func:`_side_data`): the rotation alone
             self.vout.set_display_rotation(frame.rotation)
-        self.vout.options = self.job.codec.options(self.job.encoding, _hdr(side))
+        _set_encoder(self.vout, self.job.codec, self.job.encoding, _hdr(side))
 
     def encode(self, items, progress, total):
         """The encoding thread: encode and write the upscaled frames and copy the other packets, in their
@@ -552,13 +579,13 @@ class _Output:
                 item.stream = self.copies[item.stream.index]
                 early.append(item) if early is not None else self.out.mux(item)
                 continue
-            frame, rgb = item
+            frame, picture = item
             if early is not None:
                 self.start(frame)
                 for packet in early:
                     self.out.mux(packet)
                 early = None
-            new = _yuv_frame(rgb, self.vout, self.look.matrix)
+            new = self.pictures.encoded(picture, self.vout)
             new.pts, new.time_base = frame.pts, frame.time_base
             self.out.mux(self.vout.encode(new))
             count += 1
@@ -573,15 +600,14 @@ def _kept(tags, stale):
     return {k: v for k, v in tags.items() if k.lower() not in stale}
 
 
-def _open_output(inp, vin, out, scale, job):
+def _open_output(inp, vin, out, pictures, job):
     """The :class:`_Output` of ``out`` for the input container ``inp``: its tags and chapters, the video
-    stream ``scale`` times the size of the input's ``vin``, with its tags and disposition, and a copy of each
-    other stream (:func:`_copied`) with its tags and disposition."""
-    look = Look.of(vin)
+    stream ``pictures.scale`` times the size of the input's ``vin``, with its tags and disposition, and a copy of
+    each other stream (:func:`_copied`) with its tags and disposition."""
     out.metadata.update(_kept(inp.metadata, ("encoder",)))  # the muxer names itself
-    cc = vin.codec_context
+    cc, scale = vin.codec_context, pictures.scale
     vout = _video_stream(out, job.codec, (cc.width * scale, cc.height * scale), vin.average_rate or vin.guessed_rate,
-                         vin.time_base, look)
+                         vin.time_base, pictures.look)
     vout.metadata.update(_kept(vin.metadata, STALE_TAGS))
     vout.disposition = vin.disposition
     if job.container.muxer in job.codec.tags:
@@ -595,19 +621,19 @@ def _open_output(inp, vin, out, scale, job):
         copies[s.index].disposition = s.disposition  # not copied with the stream (attachments' are)
         copies[s.index].metadata.update(_kept(s.metadata, ("duration",)))
     out.set_chapters(inp.chapters())
-    return _Output(out, vout, job, look, copies)
+    return _Output(out, vout, job, pictures, copies)
 
 
-def _transcode(inp, vin, out, upscaler, job, progress):
-    output = _open_output(inp, vin, out, upscaler.scale, job)
+def _transcode(inp, vin, out, pictures, job, progress):
+    output = _open_output(inp, vin, out, pictures, job)
     # three threads: decoding, the upscaler (this one: torch computed the same frames at 1.19 frames/s here
     # against 0.96 from a second thread), encoding
-    depth, total = 2 * upscaler.batch + 2, _declared_frames(inp, vin)
-    decoded = Stage(_decode_video(inp, vin, output.copies, output.look), depth)
+    depth, total = 2 * pictures.batch + 2, _declared_frames(inp, vin)
+    decoded = Stage(_decode_video(inp, vin, output.copies, pictures.decoded), depth)
     encoder = Sink(lambda items: output.encode(items, progress, total), depth)
     times = []  # (start, end) of each frame, in seconds
     try:
-        for item in _upscaled(decoded, upscaler.frames, upscaler.batch):
+        for item in _upscaled(decoded, pictures.upscaled, pictures.batch):
             encoder.put(item)
             if isinstance(item, tuple):
                 start, duration = item[0].pts, item[0].duration or 0
@@ -618,6 +644,164 @@ def _transcode(inp, vin, out, upscaler, job, progress):
         decoded.close()
     _check_whole(inp, vin, times)
     return len(times)
+
+
+# --------------------------------------------------------------------------- where colours are converted
+
+# Pixel formats whose planes the device path takes as they are: bits a sample, log2 of the chroma subsampling
+# (x, y); "yuvj" ones are full range whatever the stream says, as swscale takes them. Any other format is
+# converted to RGB by swscale on the host.
+PLANAR = {"yuv420p": (8, (1, 1)), "yuvj420p": (8, (1, 1)), "yuv422p": (8, (1, 0)), "yuvj422p": (8, (1, 0)),
+          "yuv444p": (8, (0, 0)), "yuvj444p": (8, (0, 0)),
+          **{f"yuv{name}p{bits}le": (bits, sub) for bits in (10, 12)
+             for name, sub in (("420", (1, 1)), ("422", (1, 0)), ("444", (0, 0)))}}
+RANGE_JPEG = 2
+
+
+def _planes(frame, dtype=np.uint8):
+    """The planes of a video ``frame`` as (height, width) arrays of ``dtype``: views of its buffers, no copy."""
+    size = np.dtype(dtype).itemsize
+    return [np.frombuffer(p, dtype).reshape(p.height, p.line_size // size)[:, :p.width] for p in frame.planes]
+
+
+def _fill(frame, arrays):
+    """Write the (height, width) ``arrays`` into the planes of ``frame`` (a frame of our own)."""
+    for plane, array in zip(frame.planes, arrays):
+        rows = np.zeros((plane.height, plane.line_size // array.itemsize), array.dtype)
+        rows[:, :plane.width] = array
+        plane.update(rows.tobytes())
+
+
+def _chroma_siting(frame):
+    """Where swscale takes the chroma of the decoded ``frame`` to sit (AVChromaLocation: yuv.LEFT for H.264, HEVC,
+    MPEG-2 and MPEG-4 Part 2 unless the stream says otherwise; yuv.CENTER for VP9, AV1, MPEG-1, FFV1, ...; as the
+    stream says where it does), which PyAV 18.1 does not show, asked of swscale: a 16x16 4:2:0 frame made from
+    ``frame`` by swscale keeps its properties, the siting among them; its chroma is replaced by one bright sample,
+    upsampled by swscale, and the siting is that of :data:`yuv.SITINGS` whose upsampling comes nearest."""
+    import torch
+    probe = frame.reformat(width=16, height=16, format="yuv444p").reformat(format="yuv420p")  # never ``frame``
+    flat, chroma = np.full((8, 8), 128, np.uint8), np.full((8, 8), 128, np.uint8)
+    chroma[3, 3] = 228
+    _fill(probe, [np.full((16, 16), 128, np.uint8), chroma, flat])
+    full = _planes(probe.reformat(format="yuv444p16le", interpolation=SWS_FLAGS), np.uint16)[1] / 256
+    plane = torch.from_numpy(chroma).float()[None]
+
+    def error(siting):
+        return np.abs(yuv.full_chroma([plane], (16, 16), (1, 1), siting)[0][0].numpy() - full).max()
+    return min(yuv.SITINGS, key=error)
+
+
+@dataclass(frozen=True)
+class _OnHost:
+    """Colours converted on the host by swscale (the CPU job): each frame to an RGB array in the decoding thread,
+    ``upscaler.frames`` on lists of them, the results back to YUV in the encoding thread."""
+    upscaler: object
+    look: Look
+
+    @property
+    def scale(self):
+        return self.upscaler.scale
+
+    @property
+    def batch(self):
+        return self.upscaler.batch
+
+    def decoded(self, frame):
+        return _rgb(frame, self.look)
+
+    def upscaled(self, pictures):
+        return self.upscaler.frames(pictures)
+
+    def encoded(self, rgb, vout):
+        return _yuv_frame(rgb, vout, self.look.matrix)
+
+
+# The encoders' 4:2:0 formats the device path writes (bits a sample); for any other it gives the encoding
+# thread RGB, as the host path does
+YUV420 = {"yuv420p": 8, "yuv420p10le": 10}
+
+
+@dataclass(frozen=True)
+class _Planes:
+    """A decoded frame's YUV ``planes`` (views of its buffers; int16 past 8 bits) as :data:`PLANAR` lays them
+    out (``layout``: bits, subsampling), in ``full`` or limited range, their chroma sited at ``siting``."""
+    planes: tuple
+    layout: tuple
+    full: bool
+    siting: int
+
+    def kind(self):
+        return self.layout, self.full, self.siting, tuple(p.shape for p in self.planes)
+
+
+class _OnDevice:
+    """Colours converted on ``device``, where the network runs (docs/video.md, "The device pipeline"). Each
+    frame's YUV planes (:data:`PLANAR`; a frame of another format is made RGB by swscale on the host) are taken
+    as they are in the decoding thread; in this one they go to the device a batch at a time, are converted to RGB
+    there with the input's matrix, range and chroma siting (:func:`yuv.rgb_from_yuv`), upscaled by
+    ``upscaler.tensors`` and converted to the encoder's 4:2:0 ``pix_fmt`` (:func:`yuv.yuv420_from_rgb`), which is
+    all that comes back, without waiting for it (:class:`yuv.Download`); the encoding thread hands those planes
+    to the encoder as they are. For an RGB codec the upscaled RGB comes back instead."""
+
+    def __init__(self, upscaler, look, pix_fmt, device):
+        self.upscaler, self.look, self.pix_fmt, self.device = upscaler, look, pix_fmt, device
+        self.siting = None  # the frames' chroma siting, asked of swscale at the first frame (decoding thread)
+
+    @property
+    def scale(self):
+        return self.upscaler.scale
+
+    @property
+    def batch(self):
+        return self.upscaler.batch
+
+    def decoded(self, frame):
+        layout = PLANAR.get(frame.format.name)
+        if layout is None:
+            return _rgb(frame, self.look)
+        if self.siting is None:
+            self.siting = _chroma_siting(frame) if layout[1] != (0, 0) else yuv.CENTER
+        full = self.look.matrix[2] == RANGE_JPEG or frame.format.name.startswith("yuvj")
+        return _Planes(tuple(_planes(frame, np.uint8 if layout[0] == 8 else np.int16)), layout, full, self.siting)
+
+    def upscaled(self, pictures):
+        kinds = {p.kind() if isinstance(p, _Planes) else (p.shape, p.dtype) for p in pictures}
+        if len(kinds) > 1:  # the format or size changed within the batch: one frame at a time
+            return [done for p in pictures for done in self.upscaled([p])]
+        rgb = self.upscaler.tensors(self._rgb(pictures))
+        space, full = self.look.matrix[0], self.look.matrix[2] == RANGE_JPEG
+        ready = yuv.Download(yuv.yuv420_from_rgb(rgb, space, full, YUV420[self.pix_fmt])
+                             if self.pix_fmt in YUV420 else rgb)
+        return [(ready, i) for i in range(len(pictures))]
+
+    def _rgb(self, pictures):
+        """``pictures`` (:class:`_Planes` of one kind, or RGB arrays of one shape) as an (N, H, W, 3) RGB tensor on
+        the device: uint8, or int32 holding 16 bits."""
+        first = pictures[0]
+        if not isinstance(first, _Planes):
+            return yuv.to_device([p if p.dtype == np.uint8 else p.astype(np.int32) for p in pictures], self.device)
+        planes = [yuv.to_device([p.planes[k] for p in pictures], self.device) for k in range(3)]
+        bits, sub = first.layout
+        return yuv.rgb_from_yuv(planes, self.look.matrix[0], first.full, bits, sub, first.siting)
+
+    def encoded(self, picture, vout):
+        import av
+        ready, i = picture
+        array = ready.array()[i]
+        if self.pix_fmt not in YUV420:
+            return _yuv_frame(array if array.dtype == np.uint8 else array.astype(np.uint16), vout, self.look.matrix)
+        frame = av.VideoFrame.from_ndarray(array if array.dtype == np.uint8 else array.view(np.uint16), self.pix_fmt)
+        frame.colorspace, frame.color_range = self.look.matrix[0], self.look.matrix[2]  # as swscale tags its own
+        return frame
+
+
+def _pictures(upscaler, look, codec, device):
+    """Where the frames' colours are converted (:func:`upscale_video`): an :class:`_OnDevice` on ``device``; with
+    none, an :class:`_OnHost`."""
+    import torch
+    if device is None:
+        return _OnHost(upscaler, look)
+    return _OnDevice(upscaler, look, codec.pix_fmt_for(look.deep), torch.device(device))
 
 
 # --------------------------------------------------------------------------- whole or not

@@ -105,6 +105,10 @@ def main():
                     encode_fps = fps if preset == args.presets[0] else encode_fps
                     print(f"encode: {fps:.2f} frames/s, {cpu:.3f} CPU-s a frame ({w * scale}x{h * scale} RGB to 4:2:0 "
                           f"libx264 --preset {preset}, crf {CRF})", flush=True)
+                fps, cpu = encode(big, os.path.join(tmp, "enc.mp4"),
+                                  Encoding("libx264", preset=args.presets[0], threads="frame"))
+                print(f"encode: {fps:.2f} frames/s, {cpu:.3f} CPU-s a frame (the same, --preset {args.presets[0]}, "
+                      f"frame threads)", flush=True)
                 del big
             start = time.perf_counter()
             n, _ = upscale_video(clip, os.path.join(tmp, f"out-{precision}.mp4"), upscaler,
@@ -112,6 +116,12 @@ def main():
             wall = time.perf_counter() - start
             print(f"{precision} whole job (--preset {args.presets[0]}): {n / wall:.2f} frames/s, "
                   f"{100 * n / wall / network_fps:.0f}% of the network's rate ({n} frames in {wall:.1f} s)", flush=True)
+            if args.cuda:  # the same job with the colours converted on the GPU (video.upscale_video's device)
+                start = time.perf_counter()
+                n, _ = upscale_video(clip, os.path.join(tmp, f"dev-{precision}.mp4"), upscaler,
+                                     Encoding(preset=args.presets[0]), device=device)
+                print(f"{precision} whole job, colours on the device: {n / (time.perf_counter() - start):.2f} "
+                      f"frames/s", flush=True)
             stages = {"decode": decode_fps, "network": network_fps, "encode": encode_fps}
             slowest = min(stages, key=stages.get)
             print(f"{precision} slowest stage: {slowest} ({stages[slowest]:.2f} frames/s); the whole job ran at "

@@ -45,13 +45,14 @@ def test_video_benchmark_times_each_stage_and_the_whole_job():
     ten_bit = ["10-bit whole job (High 10 in, Main 10 out, libx265 --preset veryfast)",
                "pipeline alone (8-bit, libx264)", "pipeline alone (10-bit, Main 10, libx265)",
                "pipeline alone (10-bit, High 10, libx264)"]
-    assert [l.split(":")[0] for l in lines[1:]] == ["decode", "fp32 network", "encode", "encode",
+    assert [l.split(":")[0] for l in lines[1:]] == ["decode", "fp32 network", "encode", "encode", "encode",
                                                     "fp32 whole job (--preset veryfast)", "fp32 slowest stage",
                                                     *ten_bit, "bf16 network", "bf16 whole job (--preset veryfast)",
                                                     "bf16 slowest stage"]
     assert "48x32 -> 144x96" in lines[2] and "--preset medium" in lines[4]
-    assert all("frames/s" in l for l in lines[1:]) and "% of the network's rate (6 frames in" in lines[5]
-    assert lines[6].split(":")[1].split()[0] in ("decode", "network", "encode") and "% of its rate" in lines[6]
+    assert "frame threads" in lines[5]
+    assert all("frames/s" in l for l in lines[1:]) and "% of the network's rate (6 frames in" in lines[6]
+    assert lines[7].split(":")[1].split()[0] in ("decode", "network", "encode") and "% of its rate" in lines[7]
 
 
 def test_epoch_probe_trains_and_reports_every_epoch(image_folder, tmp_path):

@@ -230,3 +230,15 @@ def test_image_examples_are_the_pipelines_own_images():
         np.testing.assert_array_equal(lr, np.asarray(hr.resize((hr.width // 3, hr.height // 3), Image.BICUBIC)))
         np.testing.assert_array_equal(bic, bicubic_upscale(lr, 3))
         np.testing.assert_array_equal(bic, bicubic_upscale_torch(torch.from_numpy(lr), 3).numpy())
+
+
+def test_torch_bicubic_of_16_bit_samples_is_pillows_within_one_of_65535():
+    """16-bit frames (10-bit video on the device path) go through bicubic_upscale_torch as int32 tensors."""
+    rng = np.random.default_rng(6)
+    for scale in (2, 3, 4):
+        img = (rng.integers(0, 1024, (17, 23, 3)) * 64).astype(np.uint16)
+        img[5:9, 4:12] = (65535, 0, 65280)  # hard edges at the extremes: Pillow's ringing is clipped
+        ours = bicubic_upscale_torch(torch.from_numpy(img.astype(np.int32)), scale)
+        assert ours.dtype == torch.int32
+        diff = np.abs(ours.numpy().astype(int) - bicubic_upscale(img, scale).astype(int))
+        assert diff.max() <= 1 and np.mean(diff == 0) > 0.99
