@@ -691,7 +691,7 @@ def _chroma_siting(frame):
     return min(yuv.SITINGS, key=error)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _OnHost:
     """Colours converted on the host by swscale (the CPU job): each frame to an RGB array in the decoding thread,
     ``upscaler.frames`` on lists of them, the results back to YUV in the encoding thread."""
@@ -734,7 +734,7 @@ class _Planes:
         return self.layout, self.full, self.siting, tuple(p.shape for p in self.planes)
 
 
-class _OnDevice:
+class _OnDevice(_OnHost):
     """Colours converted on ``device``, where the network runs (docs/video.md, "The device pipeline"). Each
     frame's YUV planes (:data:`PLANAR`; a frame of another format is made RGB by swscale on the host) are taken
     as they are in the decoding thread; in this one they go to the device a batch at a time, are converted to RGB
@@ -744,21 +744,14 @@ class _OnDevice:
     to the encoder as they are. For an RGB codec the upscaled RGB comes back instead."""
 
     def __init__(self, upscaler, look, pix_fmt, device):
-        self.upscaler, self.look, self.pix_fmt, self.device = upscaler, look, pix_fmt, device
+        super().__init__(upscaler, look)
+        self.pix_fmt, self.device = pix_fmt, device
         self.siting = None  # the frames' chroma siting, asked of swscale at the first frame (decoding thread)
-
-    @property
-    def scale(self):
-        return self.upscaler.scale
-
-    @property
-    def batch(self):
-        return self.upscaler.batch
 
     def decoded(self, frame):
         layout = PLANAR.get(frame.format.name)
         if layout is None:
-            return _rgb(frame, self.look)
+            return super().decoded(frame)
         if self.siting is None:
             self.siting = _chroma_siting(frame) if layout[1] != (0, 0) else yuv.CENTER
         full = self.look.matrix[2] == RANGE_JPEG or frame.format.name.startswith("yuvj")
@@ -789,7 +782,7 @@ class _OnDevice:
         ready, i = picture
         array = ready.array()[i]
         if self.pix_fmt not in YUV420:
-            return _yuv_frame(array if array.dtype == np.uint8 else array.astype(np.uint16), vout, self.look.matrix)
+            return super().encoded(array if array.dtype == np.uint8 else array.astype(np.uint16), vout)
         frame = av.VideoFrame.from_ndarray(array if array.dtype == np.uint8 else array.view(np.uint16), self.pix_fmt)
         frame.colorspace, frame.color_range = self.look.matrix[0], self.look.matrix[2]  # as swscale tags its own
         return frame
