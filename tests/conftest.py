@@ -114,6 +114,24 @@ def tiny_run(image_folder, tmp_path):
     return run
 
 
+@pytest.fixture
+def locked_folder(tmp_path):
+    """An empty folder this user cannot write into: its permission bits, or for root (who ignores them) the
+    immutable flag; the test is skipped where neither stops this user."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    immutable = False
+    if os.access(locked, os.W_OK):
+        immutable = subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode == 0
+        if not immutable or os.access(locked, os.W_OK):
+            pytest.skip("cannot make a folder unwritable for this user (root without chattr +i)")
+    yield locked
+    if immutable:
+        subprocess.run(["chattr", "-i", str(locked)])
+    locked.chmod(0o700)
+
+
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory):
     """A checkpoint, written as training writes them, of an untrained model that returns its (bicubic)

@@ -155,25 +155,12 @@ def test_bad_images_and_output_paths_fail_cleanly_and_write_nothing(model_file, 
     assert produced == set(), produced
 
 
-def test_unwritable_output_folder_fails_cleanly(model_file, tmp_path):
+def test_unwritable_output_folder_fails_cleanly(model_file, tmp_path, locked_folder):
     good = tmp_path / "good.png"
     Image.new("RGB", (8, 8)).save(good)
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    immutable = False
-    if os.access(locked, os.W_OK):  # root ignores permission bits; an immutable folder stops root too
-        immutable = subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode == 0
-        if not immutable or os.access(locked, os.W_OK):
-            pytest.skip("cannot make a folder unwritable for this user (root without chattr +i)")
-    try:
-        assert_clean_failure(cli("super_resolve.py", "--checkpoint", model_file, good,
-                                 "--output", locked / "x.png"), "not writable")
-        assert os.listdir(locked) == []
-    finally:
-        if immutable:
-            subprocess.run(["chattr", "-i", str(locked)])
-        locked.chmod(0o700)
+    assert_clean_failure(cli("super_resolve.py", "--checkpoint", model_file, good,
+                             "--output", locked_folder / "x.png"), "not writable")
+    assert os.listdir(locked_folder) == []
 
 
 def test_bad_training_data_fails_cleanly(image_folder, tmp_path):
