@@ -247,11 +247,12 @@ def test_train_ends_naming_its_best_epoch_and_config_json_holds_the_values_used(
                          ids=["main", "super_resolve", "datasets"])
 def test_ctrl_c_while_torch_loads_ends_in_one_line_with_status_130(tool):
     """The signal is sent once the process has mapped torch's library into memory, so it lands in the middle of
-    the imports, every time."""
+    the imports, every time. The process starts with SIGINT at its default, as from a terminal: a suite run in
+    the background of a shell without job control inherits SIGINT ignored, and Python then keeps ignoring it."""
     import signal
     import time
     proc = subprocess.Popen([sys.executable, *tool], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while proc.poll() is None and time.time() < deadline:
         with open(f"/proc/{proc.pid}/maps") as maps:
